@@ -1,0 +1,254 @@
+"""The on-disk dataset format shared with the public HRM/TRM code (spec section 6).
+
+A dataset directory holds ``identifiers.json`` (id -> name, index 0 = "<blank>") and, per split
+(``train/``, ``test/``), a ``dataset.json`` plus, per set, five arrays::
+
+    {set}__inputs.npy              uint8  [examples, seq_len]
+    {set}__labels.npy              uint8  [examples, seq_len]
+    {set}__puzzle_identifiers.npy  int32  [puzzles]
+    {set}__puzzle_indices.npy      int32  [puzzles + 1]   examples of puzzle i: [pi[i], pi[i+1])
+    {set}__group_indices.npy       int32  [groups + 1]    puzzles of group g:   [gi[g], gi[g+1])
+
+A *group* is one base puzzle with all its augmented versions; a *puzzle* is one version (one puzzle
+identifier); an *example* is one (input, label) pair.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import MISSING, asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from trm.errors import DatasetError
+
+ARRAY_NAMES = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
+
+
+
+@dataclass
+class DatasetMetadata:
+    """Contents of ``dataset.json`` (the field names of the public code, plus a few extras)."""
+
+    pad_id: int
+    ignore_label_id: int | None
+    blank_identifier_id: int
+    vocab_size: int
+    seq_len: int
+    num_puzzle_identifiers: int
+    total_groups: int
+    mean_puzzle_examples: float
+    total_puzzles: int = 0
+    sets: list[str] = field(default_factory=lambda: ["all"])
+    # trm extras (ignored by the public code): task name, grid shape, builder options, data version.
+    task: str = ""
+    grid_shape: list[int] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class PuzzleSet:
+    """The five arrays of one set of one split."""
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    puzzle_identifiers: np.ndarray
+    puzzle_indices: np.ndarray
+    group_indices: np.ndarray
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.inputs.shape[0])
+
+    @property
+    def num_puzzles(self) -> int:
+        return int(self.puzzle_identifiers.shape[0])
+
+    @property
+    def num_groups(self) -> int:
+        return int(self.group_indices.shape[0] - 1)
+
+
+class PuzzleSetBuilder:
+    """Accumulates groups -> puzzles -> examples and produces a :class:`PuzzleSet`.
+
+    >>> b = PuzzleSetBuilder(seq_len=4)
+    >>> b.add_puzzle(puzzle_id=0, inputs=[[1, 2, 3, 4]], labels=[[1, 2, 3, 4]]); b.end_group()
+    """
+
+    def __init__(self, seq_len: int):
+        self.seq_len = seq_len
+        self._inputs: list[np.ndarray] = []
+        self._labels: list[np.ndarray] = []
+        self._ids: list[int] = []
+        self._pidx = [0]
+        self._gidx = [0]
+        self._n = 0
+
+    def add_puzzle(self, puzzle_id: int, inputs, labels) -> None:
+        inp = np.asarray(inputs, dtype=np.uint8).reshape(-1, self.seq_len)
+        lab = np.asarray(labels, dtype=np.uint8).reshape(-1, self.seq_len)
+        if inp.shape != lab.shape:
+            raise DatasetError(f"inputs {inp.shape} and labels {lab.shape} differ in shape")
+        self._inputs.append(inp)
+        self._labels.append(lab)
+        self._ids.append(int(puzzle_id))
+        self._n += inp.shape[0]
+        self._pidx.append(self._n)
+
+    def end_group(self) -> None:
+        if len(self._ids) == self._gidx[-1]:
+            raise DatasetError("a group must hold at least one puzzle")
+        self._gidx.append(len(self._ids))
+
+    def build(self) -> PuzzleSet:
+        if len(self._gidx) - 1 and self._gidx[-1] != len(self._ids):
+            self.end_group()
+        empty = np.zeros((0, self.seq_len), np.uint8)
+        return PuzzleSet(
+            inputs=np.concatenate(self._inputs) if self._inputs else empty,
+            labels=np.concatenate(self._labels) if self._labels else empty,
+            puzzle_identifiers=np.asarray(self._ids, np.int32),
+            puzzle_indices=np.asarray(self._pidx, np.int32),
+            group_indices=np.asarray(self._gidx, np.int32),
+        )
+
+
+def _atomic_dir_write(final: Path, write) -> None:
+    """Run ``write(tmpdir)`` then rename tmpdir to ``final`` (replacing it), so a crash leaves no half."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        write(tmp)
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_dataset(
+    out_dir: str | Path,
+    splits: dict[str, tuple[DatasetMetadata, dict[str, PuzzleSet]]],
+    identifiers: list[str],
+) -> Path:
+    """Write a whole dataset directory atomically.
+
+    ``splits`` maps a split name ("train", "test") to its metadata and its sets (usually {"all": ...}).
+    ``identifiers[i]`` names puzzle identifier i; ``identifiers[0]`` must be "<blank>".
+    """
+    if not identifiers or identifiers[0] != "<blank>":
+        raise DatasetError('identifiers[0] must be "<blank>"')
+
+    def write(tmp: Path) -> None:
+        for split, (meta, sets) in splits.items():
+            d = tmp / split
+            d.mkdir()
+            meta.sets = list(sets)
+            meta.total_puzzles = sum(s.num_puzzles for s in sets.values())
+            for set_name, ps in sets.items():
+                validate_set(ps, meta, where=f"{split}/{set_name}")
+                for name in ARRAY_NAMES:
+                    np.save(d / f"{set_name}__{name}.npy", getattr(ps, name))
+            (d / "dataset.json").write_text(json.dumps(asdict(meta), indent=2))
+        (tmp / "identifiers.json").write_text(json.dumps(identifiers))
+
+    _atomic_dir_write(Path(out_dir), write)
+    return Path(out_dir)
+
+
+def read_metadata(split_dir: str | Path) -> DatasetMetadata:
+    path = Path(split_dir) / "dataset.json"
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing (is {Path(split_dir).parent} a dataset built by `trm data`?)")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{path}: expected a JSON object")
+    known = set(DatasetMetadata.__dataclass_fields__)
+    required = {n for n, f in DatasetMetadata.__dataclass_fields__.items()
+                if f.default is MISSING and f.default_factory is MISSING}
+    missing = required - set(raw)
+    if missing:
+        raise DatasetError(f"{path}: missing fields {sorted(missing)}")
+    return DatasetMetadata(**{k: v for k, v in raw.items() if k in known})
+
+
+def load_set(split_dir: str | Path, set_name: str = "all", mmap: bool = False) -> PuzzleSet:
+    """Load and validate one set; errors name the offending file."""
+    split_dir = Path(split_dir)
+    meta = read_metadata(split_dir)
+    arrays = {}
+    for name in ARRAY_NAMES:
+        path = split_dir / f"{set_name}__{name}.npy"
+        if not path.is_file():
+            raise DatasetError(f"{path}: missing")
+        try:
+            arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise DatasetError(f"{path}: corrupt or truncated ({e})") from None
+    ps = PuzzleSet(**arrays)
+    validate_set(ps, meta, where=str(split_dir / set_name))
+    return ps
+
+
+def validate_set(ps: PuzzleSet, meta: DatasetMetadata, where: str = "") -> None:
+    """Check arrays against each other and against the metadata; raise DatasetError naming the fault."""
+    def fail(msg: str):
+        raise DatasetError(f"{where}: {msg}")
+
+    for name in ("inputs", "labels"):
+        a = getattr(ps, name)
+        if a.ndim != 2 or a.shape[1] != meta.seq_len:
+            fail(f"{name} has shape {a.shape}, expected [examples, {meta.seq_len}]")
+        if a.dtype.kind not in "iu":
+            fail(f"{name} has dtype {a.dtype}, expected an integer type")
+    if ps.inputs.shape != ps.labels.shape:
+        fail(f"inputs {ps.inputs.shape} and labels {ps.labels.shape} differ")
+    for name in ("puzzle_identifiers", "puzzle_indices", "group_indices"):
+        a = getattr(ps, name)
+        if a.ndim != 1 or a.dtype.kind not in "iu":
+            fail(f"{name} must be a 1-D integer array, got {a.dtype} {a.shape}")
+    if ps.num_examples and (int(ps.inputs.max()) >= meta.vocab_size or int(ps.labels.max()) >= meta.vocab_size):
+        fail(f"token ids exceed vocab_size {meta.vocab_size}")
+    pi, gi = ps.puzzle_indices, ps.group_indices
+    if len(pi) != ps.num_puzzles + 1 or pi[0] != 0 or pi[-1] != ps.num_examples or np.any(np.diff(pi) < 1):
+        fail("puzzle_indices must rise strictly from 0 to the number of examples, one entry per puzzle + 1")
+    if len(gi) < 1 or gi[0] != 0 or gi[-1] != ps.num_puzzles or np.any(np.diff(gi) < 1):
+        fail("group_indices must rise strictly from 0 to the number of puzzles")
+    if ps.num_puzzles and (ps.puzzle_identifiers.min() < 0
+                           or ps.puzzle_identifiers.max() >= meta.num_puzzle_identifiers):
+        fail(f"puzzle_identifiers outside [0, {meta.num_puzzle_identifiers})")
+
+
+def load_identifiers(data_dir: str | Path) -> list[str]:
+    path = Path(data_dir) / "identifiers.json"
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing")
+    try:
+        ids = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(ids, list) or not ids or ids[0] != "<blank>":
+        raise DatasetError(f'{path}: expected a JSON list starting with "<blank>"')
+    return ids
+
+
+def iter_puzzles(ps: PuzzleSet) -> Iterator[tuple[int, int, slice]]:
+    """Yield (group, puzzle identifier, example slice) for every puzzle."""
+    for g in range(ps.num_groups):
+        for p in range(ps.group_indices[g], ps.group_indices[g + 1]):
+            yield g, int(ps.puzzle_identifiers[p]), slice(int(ps.puzzle_indices[p]), int(ps.puzzle_indices[p + 1]))
