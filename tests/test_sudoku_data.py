@@ -38,6 +38,8 @@ def test_tokens_round_trip_and_vocab():
     assert sd.decode_tokens(np.zeros(16, np.uint8), size=4).sum() == 0  # PAD decodes to blank
     with pytest.raises(PuzzleError, match="0..5"):
         sd.decode_tokens(np.full(16, 6), size=4)
+    with pytest.raises(PuzzleError, match="values must lie in 0..4"):
+        sd.encode_board(np.full((4, 4), 5))
 
 
 # ------------------------------------------------------------------------------------------- parsing
@@ -89,6 +91,14 @@ def test_solver_on_known_puzzles():
     assert sd.check_solution(np.zeros((9, 9), np.uint8), bad)
     bad[0, 0], bad[0, 1] = bad[0, 1], bad[0, 0]  # now columns 0 and 1 repeat digits
     assert not sd.check_solution(np.zeros((9, 9), np.uint8), bad)
+    grids = np.stack([board(INKALA_SOLUTION)] * 4).astype(np.int64)
+    grids[1, 4, 4] = 0  # incomplete
+    grids[2, 0, 0] = -3  # out of range
+    grids[3, 0, 0] = 10
+    assert list(sd.valid_solutions(np.zeros_like(grids), grids)) == [True, False, False, False]
+    latin = (np.add.outer(np.arange(9), np.arange(9)) % 9 + 1).astype(np.uint8)  # rows, columns ok; boxes not
+    assert not sd.check_solution(np.zeros((9, 9), np.uint8), latin)
+    assert sd.check_solution(np.zeros((9, 9), np.uint8), latin[:, [0, 3, 6, 1, 4, 7, 2, 5, 8]].T)
 
 
 def _deadly_rectangle(grid: np.ndarray) -> tuple[int, int, int, int]:

@@ -6,6 +6,7 @@ Every user-facing failure ends with one line ``error: ...`` and exit status 2 (1
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -306,11 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="write report.md (+ curves) for a run directory")
     r.add_argument("run_dir")
+    for name, module in PLUGINS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        mod.add_parser(sub)
+        COMMANDS[name] = mod.run
     return parser
 
 
 COMMANDS = {"data": _cmd_data, "train": _cmd_train, "eval": _cmd_eval, "solve": _cmd_solve,
             "info": _cmd_info, "report": _cmd_report}
+# Subcommands that live in their own modules: each module has add_parser(sub) and run(args).
+PLUGINS = {"bench": "trm.bench", "ablate": "trm.ablate"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from trm.data import dihedral
-from trm.data.format import ARRAY_NAMES, DatasetMetadata, PuzzleSet, _atomic_dir_write, validate_set
+from trm.data.format import ARRAY_NAMES, DatasetMetadata, PuzzleSet, atomic_dir_write, validate_set
 from trm.errors import ConfigError, DatasetError, PuzzleError
 
 CANVAS = 30
@@ -273,10 +273,11 @@ def plan_versions(grids: Sequence[np.ndarray], num_aug: int,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Choose up to ``num_aug`` distinct versions of a task -> (t [V] uint8, perms [V, 10] uint8).
 
-    ``grids`` are the grids the dedup hash covers. The identity comes first. When the task's colours
-    allow at most ``num_aug`` colour maps (3 or fewer colours besides 0) all 8 x P(9, c) candidates are
-    tried in random order, so symmetric or few-colour tasks get every distinct version; otherwise random
-    candidates are drawn until ``num_aug`` distinct versions are found (at most 10 x num_aug draws).
+    ``grids`` are the grids the dedup hash covers. The identity comes first. When the task's c colours
+    besides 0 allow at most ``num_aug`` colour maps (P(9, c) <= num_aug: c <= 3 for 1000), all 8 x P(9, c)
+    candidates are tried in random order, so symmetric or few-colour tasks get every distinct version;
+    otherwise random candidates are drawn until ``num_aug`` distinct versions are found (at most
+    10 x num_aug draws).
     """
     used = np.unique(np.concatenate([g.ravel() for g in grids]))
     used = used[used > 0]
@@ -623,10 +624,10 @@ def build_arc_dataset(out_dir: str | Path, *, version: str = "arc1", conceptarc:
 
     extra_leaks = find_leaks([(g.source, g.name, g.pairs) for g in extras], evaluation)
     if extra_leaks:
-        raise DatasetError(f"refusing to build {version}: training source(s) {extra_leaks.sources} hold evaluation tasks "
-                           f"the set is scored on: {extra_leaks.summary()}. Remove them from the training "
-                           f"sources (ARC-AGI-2 training holds 376 ARC-AGI-1 evaluation tasks; ARC-AGI-2 "
-                           f"evaluation holds modified ARC-AGI-1 evaluation tasks).")
+        raise DatasetError(f"refusing to build {version}: training source(s) {extra_leaks.sources} hold "
+                           f"evaluation tasks the set is scored on: {extra_leaks.summary()}. Remove them from "
+                           f"the training sources (ARC-AGI-2 training holds 376 ARC-AGI-1 evaluation tasks; "
+                           f"ARC-AGI-2 evaluation holds modified ARC-AGI-1 evaluation tasks).")
     base_leaks = find_leaks([(g.source, g.name, g.pairs) for g in base], evaluation)
     base, removed = _remove_leaking_pairs(base, base_leaks)
     if removed and progress:
@@ -645,7 +646,9 @@ def build_arc_dataset(out_dir: str | Path, *, version: str = "arc1", conceptarc:
 
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     use_pool = workers > 1 and len(names) >= 8
-    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if use_pool else None)
+    # fork (as the Sudoku builder): callers need no `if __name__ == "__main__"` guard; workers use numpy only.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) if use_pool else None
     try:
         plans = _run(_plan_job, [(n, seen_grids[n], num_aug, seed) for n in names], pool,
                      "arc: choosing versions", progress)
@@ -696,7 +699,7 @@ def build_arc_dataset(out_dir: str | Path, *, version: str = "arc1", conceptarc:
                 (d / "dataset.json").write_text(json.dumps(asdict(meta), indent=2))
             (tmp / "identifiers.json").write_text(json.dumps(identifiers))
 
-        _atomic_dir_write(Path(out_dir), write)
+        atomic_dir_write(Path(out_dir), write)
     finally:
         if pool is not None:
             pool.shutdown()

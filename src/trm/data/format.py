@@ -119,11 +119,12 @@ class PuzzleSetBuilder:
         )
 
 
-def _atomic_dir_write(final: Path, write) -> None:
+def atomic_dir_write(final: Path, write) -> None:
     """Run ``write(tmpdir)`` then rename tmpdir to ``final`` (replacing it), so a crash leaves no half."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, 0o755)   # mkdtemp makes 0700; a dataset directory is an ordinary one
     try:
         write(tmp)
         if final.exists():
@@ -164,7 +165,7 @@ def write_dataset(
             (d / "dataset.json").write_text(json.dumps(asdict(meta), indent=2))
         (tmp / "identifiers.json").write_text(json.dumps(identifiers))
 
-    _atomic_dir_write(Path(out_dir), write)
+    atomic_dir_write(Path(out_dir), write)
     return Path(out_dir)
 
 

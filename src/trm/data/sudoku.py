@@ -22,7 +22,7 @@ import random
 from array import array
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NoReturn
 
 import numpy as np
 
@@ -61,7 +61,12 @@ def _side_of_cells(cells: int) -> int:
 def encode_board(board: np.ndarray) -> np.ndarray:
     """Boards ``[..., N, N]`` (0 blank) -> token rows ``[..., N*N]`` (uint8, blank 1, digit d -> d+1)."""
     b = np.asarray(board)
-    return (b.reshape(*b.shape[:-2], -1).astype(np.uint8) + DIGIT_OFFSET).astype(np.uint8)
+    n = b.shape[-1] if b.ndim >= 2 else 0
+    if b.ndim < 2 or b.shape[-2] != n or n not in _SIDE_TO_BOX:
+        raise PuzzleError(f"boards must have shape [..., N, N] with N = 4 or 9, got {b.shape}")
+    if b.size and (b.min() < 0 or b.max() > n):
+        raise PuzzleError(f"board values must lie in 0..{n} (0 = blank), found {b.min()}..{b.max()}")
+    return b.reshape(*b.shape[:-2], n * n).astype(np.uint8) + np.uint8(DIGIT_OFFSET)
 
 
 def decode_tokens(tokens: np.ndarray, size: int = 9) -> np.ndarray:
@@ -261,14 +266,17 @@ def _propagate(cands: list[int], queue: list[int], peers, units, full: int) -> b
                     if not m & (m - 1):
                         queue.append(p)
         for unit in units:  # hidden singles: a digit with one place left in a unit
-            once = twice = 0
+            once = twice = placed = 0
             for cell in unit:
                 m = cands[cell]
-                twice |= once & m
-                once |= m
-            if once != full:
+                if m & (m - 1):
+                    twice |= once & m
+                    once |= m
+                else:
+                    placed |= m
+            if once | placed != full:
                 return False  # some digit has no place left in this unit
-            hidden = once & ~twice
+            hidden = once & ~twice & ~placed
             if hidden:
                 for cell in unit:
                     m = cands[cell]
@@ -366,16 +374,19 @@ def valid_solutions(puzzles: np.ndarray, solutions: np.ndarray) -> np.ndarray:
     n = s.shape[-1]
     b = _box_of(n)
     batch = s.shape[:-2]
-    s = s.reshape(-1, n, n).astype(np.int64)
-    p = p.reshape(-1, n, n).astype(np.int64)
-    ok = np.all((s >= 1) & (s <= n), axis=(1, 2))
-    ok &= np.all((p == 0) | (p == s), axis=(1, 2))
-    boxes = s.reshape(-1, b, b, b, b).transpose(0, 1, 3, 2, 4).reshape(-1, n, n)
+    if s.dtype != np.uint8:  # values outside 0..N become 0, which no valid grid contains
+        s = np.where((s >= 0) & (s <= n), s, 0).astype(np.uint8)
+    s = s.reshape(-1, n, n)
+    bit = np.zeros(256, np.uint16)
+    bit[1:n + 1] = 1 << np.arange(n)
+    bits = bit[s]  # a unit is valid iff its cells' bits OR to all N bits
     want = (1 << n) - 1
-    sc = np.clip(s, 1, n) - 1
-    bx = np.clip(boxes, 1, n) - 1
-    for units in (sc, sc.transpose(0, 2, 1), bx):
-        ok &= np.all(np.bitwise_or.reduce(1 << units, axis=2) == want, axis=1)
+    ok = np.all(np.bitwise_or.reduce(bits, axis=2) == want, axis=1)
+    ok &= np.all(np.bitwise_or.reduce(bits, axis=1) == want, axis=1)
+    boxes = np.bitwise_or.reduce(bits.reshape(-1, b, b, b, b), axis=(2, 4))
+    ok &= np.all(boxes == want, axis=(1, 2))
+    p = p.reshape(-1, n, n)
+    ok &= np.all((p == 0) | (p == s), axis=(1, 2))
     return ok.reshape(batch)
 
 
@@ -524,7 +535,7 @@ def generate_many(n: int, seed: int, *, size: int = 9, difficulty: str | Difficu
                   workers: int | None = None, stream: int = 0,
                   progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Generate ``n`` puzzles in parallel (fork). Puzzle i is seeded from (seed, stream, i) only, so the
-    output does not depend on ``workers``; use another ``stream`` for a disjoint set (e.g. a test split).
+    output does not depend on ``workers``; another ``stream`` gives an independent set (e.g. a test split).
 
     Returns (puzzles uint8 [n, N, N], solutions uint8 [n, N, N], ratings int32 [n]).
     """
@@ -555,7 +566,7 @@ def generate_many(n: int, seed: int, *, size: int = 9, difficulty: str | Difficu
 
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, disable=not enabled, unit="puzzle", dynamic_ncols=True)
+    return tqdm(total=total or None, desc=desc, disable=not enabled, unit="puzzle", dynamic_ncols=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -620,7 +631,7 @@ def _lookup(n: int, blanks: str) -> np.ndarray:
 
 
 def read_sudoku_csv(path: str | Path, min_rating: int | None = None, limit: int | None = None,
-                    seed: int | None = None, size: int | None = None
+                    seed: int | None = None, size: int | None = None, progress: bool = False
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read a Sudoku-Extreme CSV: (puzzles uint8 [n, N, N], solutions uint8 [n, N, N], ratings int64 [n]).
 
@@ -637,6 +648,8 @@ def read_sudoku_csv(path: str | Path, min_rating: int | None = None, limit: int 
     cells = None if size is None else _box_of(size) ** 4
     qbuf, abuf = bytearray(), bytearray()
     ratings, lines = array("q"), array("q")
+    bar = _progress(0, f"reading {path.name}", progress)
+    bar.unit = "row"
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         try:
@@ -650,32 +663,35 @@ def read_sudoku_csv(path: str | Path, min_rating: int | None = None, limit: int 
         qi, ai, ri, width = header.index("question"), header.index("answer"), header.index("rating"), len(header)
         try:
             for row in reader:
-                where = f"{path}:{reader.line_num}"
+                if not reader.line_num & 0xFFFF:
+                    bar.update(0x10000)
                 if not row:
                     continue
                 if len(row) != width:
-                    raise DatasetError(f"{where}: {len(row)} fields, expected {width} ({','.join(header)})")
+                    _row_error(path, reader, f"{len(row)} fields, expected {width} ({','.join(header)})")
                 q, a = row[qi].strip(), row[ai].strip()
                 try:
                     rating = int(row[ri])
                 except ValueError:
-                    raise DatasetError(f"{where}: rating {row[ri]!r} is not an integer") from None
+                    _row_error(path, reader, f"rating {row[ri]!r} is not an integer")
                 if min_rating is not None and rating < min_rating:
                     continue
                 if cells is None:
                     cells = len(q) if len(q) in (81, 16) else 81
                 if len(q) != cells or len(a) != cells:
-                    raise DatasetError(f"{where}: question has {len(q)} and answer {len(a)} characters, "
-                                       f"expected {cells}")
+                    _row_error(path, reader, f"question has {len(q)} and answer {len(a)} characters, "
+                                             f"expected {cells}")
                 try:
                     qbuf += q.encode("ascii")
                     abuf += a.encode("ascii")
                 except UnicodeEncodeError:
-                    raise DatasetError(f"{where}: non-ASCII character in question or answer") from None
+                    _row_error(path, reader, "non-ASCII character in question or answer")
                 ratings.append(rating)
                 lines.append(reader.line_num)
         except (csv.Error, UnicodeDecodeError) as e:
             raise DatasetError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
+        finally:
+            bar.close()
     cells = cells or 81
     side = _side_of_cells(cells)
     questions = np.frombuffer(qbuf, np.uint8).reshape(-1, cells)  # writable: decoded in place below
@@ -687,6 +703,10 @@ def read_sudoku_csv(path: str | Path, min_rating: int | None = None, limit: int 
     shape = (-1, side, side)
     return (questions[keep].reshape(shape), answers[keep].reshape(shape),
             np.frombuffer(ratings, np.int64)[keep].copy())
+
+
+def _row_error(path: Path, reader, msg: str) -> NoReturn:
+    raise DatasetError(f"{path}:{reader.line_num}: {msg}") from None
 
 
 def _decode_rows(path: Path, questions: np.ndarray, answers: np.ndarray, lines: np.ndarray,
@@ -785,8 +805,11 @@ def build_sudoku_dataset(out_dir: str | Path, *, source: str = "generate", csv_t
         if csv_train is None or csv_test is None:
             raise DatasetError("source='csv' needs both csv_train and csv_test (Sudoku-Extreme train.csv, test.csv)")
         options.update(csv_train=str(csv_train), csv_test=str(csv_test))
-        train = read_sudoku_csv(csv_train, min_rating=min_rating, limit=train_size, seed=seed, size=size)
-        test = read_sudoku_csv(csv_test, min_rating=min_rating, limit=test_size, seed=seed, size=size)
+        options.pop("difficulty")
+        train = read_sudoku_csv(csv_train, min_rating=min_rating, limit=train_size, seed=seed, size=size,
+                                progress=progress)
+        test = read_sudoku_csv(csv_test, min_rating=min_rating, limit=test_size, seed=seed, size=size,
+                               progress=progress)
         for name, part in (("csv_train", train), ("csv_test", test)):
             if not len(part[0]):
                 raise DatasetError(f"{name}: no rows left (min_rating={min_rating})")

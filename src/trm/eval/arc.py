@@ -187,7 +187,7 @@ def example_positions(ps: PuzzleSet) -> tuple[np.ndarray, np.ndarray]:
     return pid, within
 
 
-def test_labels(ps: PuzzleSet, identifiers: Sequence[str]) -> dict[str, list[np.ndarray]]:
+def true_outputs(ps: PuzzleSet, identifiers: Sequence[str]) -> dict[str, list[np.ndarray]]:
     """True outputs per task and test input, read from the first version (puzzle) of each group."""
     out: dict[str, list[np.ndarray]] = {}
     for g in range(ps.num_groups):
@@ -226,7 +226,7 @@ def score_arc_predictions(ps: PuzzleSet, result, data_dir: str | Path) -> dict[s
     """
     identifiers = _identifiers_for(data_dir)
     voter = vote_predictions(ps, result.preds, result.halt_prob, identifiers)
-    labels = test_labels(ps, identifiers)
+    labels = true_outputs(ps, identifiers)
     answered = voter.tasks
     res = voter.results({t: v for t, v in labels.items() if t in answered})
     n = max(len(result.preds), 1)
