@@ -150,7 +150,8 @@ def variant_config(spec: AblationSpec, variant: Variant, seed: int, out_dir: str
     if spec.dataset:   # vocabulary, length and identifiers then come from that dataset
         data = [f"data.path={spec.dataset['path']}", f"data.build={json.dumps(spec.dataset.get('build') or {})}",
                 "model.vocab_size=0", "model.seq_len=0", "model.num_puzzle_ids=0"]
-    cfg = load_config(variant.preset, spec.overrides + list(extra_overrides or []) + data + variant.overrides)
+    common = spec.overrides + list(extra_overrides or [])
+    cfg = load_config(variant.preset, common + defining_settings(variant.preset) + data + variant.overrides)
     if spec.steps:
         cfg.train.max_steps = spec.steps
     if spec.minutes:
@@ -159,6 +160,28 @@ def variant_config(spec: AblationSpec, variant: Variant, seed: int, out_dir: str
     cfg.run.out_dir = str(Path(out_dir) / "runs")
     cfg.run.name = f"{slug(variant.name)}-s{seed}"
     return validate(cfg)
+
+
+def defining_settings(preset: str) -> list[str]:
+    """The settings a derived preset (one with ``base:``) makes itself, as ``key=value`` overrides.
+
+    They are re-applied after the spec's common overrides, so that scaling the runs down (common
+    overrides) never undoes what makes a variant a variant (e.g. direct-sudoku's N_sup=1).
+    """
+    path = Path(preset)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = preset_dir() / f"{preset}.yaml"
+    raw = yaml.safe_load(path.read_text()) or {} if path.is_file() else {}
+    if not raw.get("base"):
+        return []
+    return _overrides({f"{sec}.{k}": v for sec, vals in raw.items() if isinstance(vals, dict)
+                       for k, v in vals.items()}, str(path))
+
+
+def superseded(spec: AblationSpec, variant: Variant, extra_overrides: list[str] | None = None) -> list[str]:
+    """Common overrides that a variant's preset replaces by its own defining value (for a notice)."""
+    own = {o.split("=", 1)[0].strip() for o in defining_settings(variant.preset) + variant.overrides}
+    return [o for o in spec.overrides + list(extra_overrides or []) if o.split("=", 1)[0].strip() in own]
 
 
 def network_calls(cfg: Config) -> int:
@@ -264,6 +287,9 @@ def run_ablation(spec: AblationSpec, out_dir: str | Path, *, extra_overrides: li
                   + (f" {' '.join(v.overrides)}" if v.overrides else "")
                   + f"; depth {depth(cfg)}, {forward_passes(cfg)} forward pass(es)/step, "
                   f"{count_params(cfg):,} params", flush=True)
+            kept = superseded(spec, v, extra_overrides)
+            if kept:
+                print(f"    note: {v.name} keeps its own value for {', '.join(kept)}", flush=True)
             run, secs, reused = train_variant(cfg, progress)
             ev = read_final_eval(run)
             runs.append({"seed": s, "run_dir": str(run), "exact": ev["exact"], "accuracy": ev["accuracy"],

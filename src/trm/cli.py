@@ -50,6 +50,8 @@ def _add_data(sub) -> None:
     a.add_argument("--conceptarc", default=None, help="path to ConceptARC (corpus JSON or repository)")
     a.add_argument("--num-aug", type=int, default=1000)
     a.add_argument("--tasks", default=None, help="comma-separated task ids (a small subset)")
+    a.add_argument("--extra-train", default=None, help="comma-separated extra training sources "
+                   "(arc1-train, arc1-eval, arc2-train, arc2-eval or a JSON path); leaks are refused")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--workers", type=int, default=None)
 
@@ -72,7 +74,8 @@ def _cmd_data(args) -> None:
     else:
         build = dict(task="arc", version=args.version, conceptarc=args.conceptarc, num_aug=args.num_aug,
                      seed=args.seed, workers=args.workers,
-                     tasks=args.tasks.split(",") if args.tasks else None)
+                     tasks=args.tasks.split(",") if args.tasks else None,
+                     extra_train=tuple(args.extra_train.split(",")) if args.extra_train else ())
     out = build_dataset(args.out, build)
     print(f"dataset written to {out}")
 
