@@ -9,10 +9,23 @@ One supervision step (deep recursion) with the paper's symbols::
     once with gradients: the same latent recursion
     logits = answer_head(y);  halt = halt_head(y[:, 0])
 
-TRM uses one network (f_z = f_y = f). Options give the variants:
-``separate_nets`` (f_z, f_y distinct; HRM's L and H), ``grad_scope="one_step"`` (HRM's 1-step gradient:
-only the last z update and the last y update keep gradients), ``latents="z"`` (a single latent feature),
-``latents="multi_z"`` (one z per latent step, n+1 features), ``recursion="direct"`` (no recursion).
+TRM uses one network (f_z = f_y = f). Options give the variants (presets ``hrm-*``, ``direct-*`` and
+``ablate-*``):
+
+- ``separate_nets``: f_z and f_y are distinct networks (HRM's L and H; the paper's "separate fH, fL").
+- ``grad_scope="one_step"``: HRM's 1-step gradient: of the T (n+1) calls only the last z update and the
+  last y update record gradients; their inputs y, z are detached.
+- HRM (spec section 8) is ``separate_nets`` + ``one_step`` with T = H_cycles = 2, n = L_cycles = 2 and
+  4-block networks: z = HRM's z_L, y = HRM's z_H; each H cycle runs L_cycles updates
+  z_L = L(z_L + z_H + x), then z_H = H(z_H + z_L), exactly the latent recursion above.
+- ``latents="z"`` (the paper's single feature, 1): z = f(z + x) n+1 times per recursion; z is the answer.
+- ``latents="multi_z"`` (the paper's "one z per recursion", n+1 features: y and z_1..z_n). Our reading,
+  which keeps the network calls (n+1 per recursion) and input injection by addition: latent step i
+  refines its own feature from the one before it, z_i = f(z_i + z_{i-1} + y + x) (no z_0 term), and the
+  answer step reads them all, y = f(y + z_1 + ... + z_n). The carry holds the n features.
+- ``recursion="direct"``: no recursion, y = f(x) once (the 8-layer direct-prediction baseline, N_sup = 1).
+
+Depth of one supervision step (paper Table 1): T (n+1) calls x num_layers (42 for TRM, 24 for HRM).
 """
 
 from __future__ import annotations
@@ -133,13 +146,15 @@ class RecursiveReasoner(nn.Module):
                     z = self.f_z(z, x)
             z = self.f_z(z.detach() if one_step else z, x)
             return z, z
-        # multi_z: one latent z_i per latent step; z_i = f(z_i + z_{i-1} + y + x), z_0 = nothing
+        # multi_z: one latent z_i per latent step; z_i = f(z_i + z_{i-1} + y + x), then y = f(y + sum_i z_i)
+        if n < 1:
+            raise ValueError("latents='multi_z' needs n >= 1 (one z per latent step)")
         zs = list(z.unbind(1))
-        with no_grad:
-            for i in range(n - 1):
-                zs[i] = self.f_z(zs[i], y + x + (zs[i - 1] if i else 0))
-        i = n - 1
-        zs[i] = self.f_z(zs[i].detach() if one_step else zs[i], y + x + (zs[i - 1] if i else 0))
+        for i in range(n):
+            last = i == n - 1
+            with contextlib.nullcontext() if last else no_grad:
+                prev = zs[i - 1] if i else 0
+                zs[i] = self.f_z(zs[i].detach() if (one_step and last) else zs[i], y + x + prev)
         y = self.f_y(y, sum(zs))
         return y, torch.stack(zs, 1)
 

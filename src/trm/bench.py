@@ -1,0 +1,482 @@
+"""``trm bench``: training and inference throughput of the paper configurations and the CPU presets.
+
+For every case (configuration x precision x torch.compile) it reports, in example-steps per second
+(one example going through one supervision step: T(n+1) network calls, n+1 of them with backward):
+
+- training throughput (the real :class:`trm.train.engine.Engine` step: refill, forward, losses,
+  backward, optimizer, sparse optimizer, EMA, metrics) and inference throughput (one supervision step
+  under ``torch.inference_mode``, the carry fed back);
+- the achieved model GFLOP/s (matrix-product FLOPs counted from the configuration, see
+  :func:`step_flops`) and its fraction of the machine's measured matmul peak (square products, bf16 and
+  fp32, measured at start-up). ``limit`` is the bf16 peak divided by the FLOPs of one example-step:
+  the throughput a perfect implementation would reach;
+- the peak memory of the training phase (CUDA: ``max_memory_allocated``; CPU: the growth of the
+  process's peak resident set, each case in a fresh process).
+
+    trm bench                                # every paper config and CPU preset, fp32/bf16, eager/compile
+    trm bench --configs sudoku-mlp --dtypes bfloat16 --compile off --seconds 10
+    trm bench --json bench.json              # also write all figures as JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Paper configurations (spec section 3): the model part; everything else is the paper default.
+PAPER_CONFIGS: dict[str, dict] = {
+    "sudoku-mlp": dict(mixer="mlp", pos_encoding="none", vocab_size=11, seq_len=81, n=6),
+    "sudoku-att": dict(mixer="attention", pos_encoding="rope", vocab_size=11, seq_len=81, n=6),
+    # Maze (vocab 6) and ARC (vocab 12) share the compute: attention at sequence 900 + 16, n = 4.
+    "maze-att": dict(mixer="attention", pos_encoding="rope", vocab_size=6, seq_len=900, n=4),
+}
+# Batch per case when --batch is not given: (CPU, CUDA). The paper's global batch is 768.
+DEFAULT_BATCH = {"sudoku-mlp": (64, 768), "sudoku-att": (64, 768), "maze-att": (4, 128)}
+DTYPES = ("float32", "bfloat16")
+
+
+# ----------------------------------------------------------------------------------------------
+# FLOPs
+
+def _swiglu_inner(dim: int, expansion: float) -> int:
+    from trm.model.layers import swiglu_inner
+    return swiglu_inner(dim, expansion)
+
+
+def call_flops(m) -> int:
+    """Matrix-product FLOPs of one call of the network f for one example (multiply-add = 2 FLOPs)."""
+    D, L = m.hidden_size, m.seq_len + m.puzzle_emb_len
+    channel = 2 * L * 3 * D * _swiglu_inner(D, m.expansion)               # gate, up, down
+    if m.mixer == "attention":
+        mix = 2 * L * 4 * D * D + 2 * 2 * L * L * D                        # q,k,v,out + QK^T, AV
+    else:
+        mix = 2 * D * 3 * L * _swiglu_inner(L, m.expansion)                # along the sequence
+    return m.num_layers * (channel + mix)
+
+
+def step_flops(m, training: bool) -> int:
+    """FLOPs of one supervision step of one example: T(n+1) calls forward, backward = 2x forward for
+    the calls that keep gradients (n+1 for TRM, 2 for the 1-step gradient), plus the heads."""
+    S, D = m.seq_len, m.hidden_size
+    heads = 2 * S * D * m.vocab_size + 2 * D * 2
+    if m.recursion == "direct":
+        calls, grad_calls = 1, 1
+    else:
+        calls = m.T * (m.n + 1)
+        grad_calls = (m.n + 1) if m.grad_scope == "last_recursion" else (1 if m.latents == "z" else 2)
+    if m.halting == "qlearn" and training:
+        calls *= 2                                                        # the extra target pass
+    if not training:
+        return call_flops(m) * calls + heads
+    return call_flops(m) * (calls + 2 * grad_calls) + 3 * heads
+
+
+# ----------------------------------------------------------------------------------------------
+# Machine
+
+def _sync(device) -> None:
+    import torch
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: str = "cpu", seconds: float = 1.0) -> dict[str, float]:
+    """Best square-matmul GFLOP/s per dtype over a few sizes ({'bfloat16': ..., 'float32': ...})."""
+    import torch
+    sizes = (1024, 2048) if torch.device(device).type == "cpu" else (4096, 8192)
+    out = {}
+    for name in DTYPES:
+        dt = getattr(torch, name)
+        best = 0.0
+        for s in sizes:
+            a = torch.randn(s, s, device=device).to(dt)
+            b = torch.randn(s, s, device=device).to(dt)
+            for _ in range(2):
+                a @ b
+            _sync(device)
+            k, t0 = 0, time.perf_counter()
+            while True:
+                a @ b
+                k += 1
+                if k % 4 == 0:
+                    _sync(device)
+                    if time.perf_counter() - t0 > seconds / len(sizes):
+                        break
+            best = max(best, 2 * s**3 * k / (time.perf_counter() - t0) / 1e9)
+        out[name] = round(best, 1)
+    return out
+
+
+def machine_info(device: str) -> dict:
+    import torch
+    info = {"torch": torch.__version__, "python": platform.python_version(), "device": device,
+            "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    try:
+        info["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                           if line.startswith("model name"))
+        info["cores"] = os.cpu_count()
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    except (OSError, StopIteration):
+        pass
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["float32_matmul_precision"] = torch.get_float32_matmul_precision()
+    return info
+
+
+# ----------------------------------------------------------------------------------------------
+# Cases
+
+@dataclass
+class Case:
+    config: str          # a PAPER_CONFIGS key or a preset name
+    dtype: str           # float32 | bfloat16
+    compile: bool
+    batch: int
+    device: str
+    seconds: float
+    min_steps: int = 2
+    overrides: tuple[str, ...] = ()
+
+
+def _preset_model_dims(cfg) -> None:
+    """vocab / seq_len of a preset whose dataset is not built: from its data.build (or leave)."""
+    m, b = cfg.model, cfg.data.build or {}
+    if m.vocab_size and m.seq_len:
+        return
+    task, size = b.get("task"), b.get("size")
+    dims = {"sudoku": lambda s: (s + 2, s * s), "maze": lambda s: (6, s * s), "arc": lambda s: (12, 900)}
+    if task in dims:
+        vocab, seq = dims[task](int(size or (9 if task == "sudoku" else 30)))
+        m.vocab_size, m.seq_len = m.vocab_size or vocab, m.seq_len or seq
+    m.num_puzzle_ids = m.num_puzzle_ids or 1
+
+
+def case_config(case: Case):
+    """The full Config of a case: a paper configuration or a preset, plus the case's choices."""
+    from trm.config import Config, _set, load_config, validate
+    from trm.errors import ConfigError
+    if case.config in PAPER_CONFIGS:
+        cfg = Config()
+        for k, v in PAPER_CONFIGS[case.config].items():
+            setattr(cfg.model, k, v)
+        cfg.model.num_puzzle_ids = 1
+        cfg.preset = case.config
+    else:
+        cfg = load_config(case.config)
+        _preset_model_dims(cfg)
+        if not (cfg.model.vocab_size and cfg.model.seq_len):
+            raise ConfigError(f"preset {case.config}: cannot tell vocab_size/seq_len without its dataset")
+    cfg.model.forward_dtype = case.dtype
+    cfg.train.global_batch_size = case.batch
+    cfg.train.compile = case.compile
+    cfg.train.device = case.device
+    cfg.train.lr_warmup_steps = 1
+    for ov in case.overrides:                      # --set key=value, parsed like the CLI's overrides
+        if "=" not in ov:
+            raise ConfigError(f"--set {ov!r} must look like key=value")
+        k, v = ov.split("=", 1)
+        _set(cfg, k.strip(), v.strip())
+    return validate(cfg)
+
+
+def synthetic_set(vocab: int, seq_len: int, n: int, seed: int = 0):
+    """A random training set (tokens 1..vocab-1, one puzzle and group per example, identifier 0)."""
+    from trm.data.format import PuzzleSet
+    rng = np.random.default_rng(seed)
+    lo = 1 if vocab > 2 else 0
+    return PuzzleSet(inputs=rng.integers(lo, vocab, (n, seq_len), dtype=np.uint8),
+                     labels=rng.integers(lo, vocab, (n, seq_len), dtype=np.uint8),
+                     puzzle_identifiers=np.zeros(n, np.int32),
+                     puzzle_indices=np.arange(n + 1, dtype=np.int32),
+                     group_indices=np.arange(n + 1, dtype=np.int32))
+
+
+class _PeakMemory:
+    """Peak memory of a phase: CUDA allocator peak, or the growth of the process's peak RSS (CPU)."""
+
+    def __init__(self, device):
+        import torch
+        self.cuda = torch.device(device).type == "cuda"
+        self.device = device
+
+    def start(self) -> None:
+        import torch
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = 0
+        else:
+            self.base = _rss_kb()
+            try:                                   # reset VmHWM to the current RSS (Linux >= 4.0)
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+                self.reset = True
+            except OSError:
+                self.reset = False
+
+    def peak_mb(self) -> float:
+        import torch
+        if self.cuda:
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        hwm = _hwm_kb() if self.reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return max(0, hwm - self.base) / 1024
+
+
+def _proc_status_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
+
+
+def _rss_kb() -> int:
+    try:
+        return _proc_status_kb("VmRSS:")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _hwm_kb() -> int:
+    return _proc_status_kb("VmHWM:")
+
+
+def _timed(fn, device, seconds: float, min_steps: int) -> tuple[int, float]:
+    """Call fn until ``seconds`` passed and at least ``min_steps`` calls; (calls, seconds)."""
+    _sync(device)
+    k, t0 = 0, time.perf_counter()
+    while k < min_steps or time.perf_counter() - t0 < seconds:
+        fn()
+        k += 1
+        _sync(device)
+    return k, time.perf_counter() - t0
+
+
+def run_case(case: Case) -> dict:
+    """Measure one case in this process; returns its figures (no peak fractions: see :func:`summarise`)."""
+    import torch
+
+    from trm.model.recursive import RecursiveReasoner
+    from trm.train.engine import Engine
+
+    cfg = case_config(case)
+    m = cfg.model
+    device = torch.device(case.device)
+    mem = _PeakMemory(device)
+    mem.start()
+    torch.manual_seed(0)
+    model = RecursiveReasoner(m).to(device)
+    data = synthetic_set(m.vocab_size, m.seq_len, max(4 * case.batch, 64))
+    engine = Engine(cfg, model, data, None, device, total_steps=10**9)
+
+    t0 = time.perf_counter()
+    for _ in range(2 if case.compile else 1):      # warm-up (and compilation)
+        engine.train_step()
+    _sync(device)
+    warmup_s = time.perf_counter() - t0
+    steps, dt = _timed(engine.train_step, device, case.seconds, case.min_steps)
+    train_rate = case.batch * steps / dt
+    train_mem = mem.peak_mb()
+
+    # Inference: one supervision step per call under inference_mode, the carry fed back.
+    model.eval()
+    inputs = torch.from_numpy(data.inputs[:case.batch].astype(np.int32)).to(device)
+    pids = torch.zeros(case.batch, dtype=torch.int32, device=device)
+    state = {}
+
+    @torch.inference_mode()
+    def infer() -> None:
+        if not state:
+            state["y"], state["z"] = model.initial_state(case.batch, device)
+        out = engine.forward(inputs, pids, state["y"], state["z"])
+        state["y"], state["z"] = out.y, out.z
+
+    mem.start()
+    for _ in range(2 if case.compile else 1):
+        infer()
+    isteps, idt = _timed(infer, device, case.seconds, case.min_steps)
+    infer_rate = case.batch * isteps / idt
+    infer_mem = mem.peak_mb()
+
+    tf, inf = step_flops(m, True), step_flops(m, False)
+    return {"config": case.config, "dtype": case.dtype, "compile": case.compile, "batch": case.batch,
+            "device": str(device), "params": model.num_params(),
+            "train_steps_per_s": round(train_rate, 3), "infer_steps_per_s": round(infer_rate, 3),
+            "train_gflops": round(train_rate * tf / 1e9, 1), "infer_gflops": round(infer_rate * inf / 1e9, 1),
+            "train_gflop_per_step": round(tf / 1e9, 2), "infer_gflop_per_step": round(inf / 1e9, 2),
+            "train_peak_mem_mb": round(train_mem, 1), "infer_peak_mem_mb": round(infer_mem, 1),
+            "mem_kind": "cuda_max_allocated" if device.type == "cuda" else "rss_growth",
+            "warmup_s": round(warmup_s, 1), "timed_train_steps": steps, "timed_infer_steps": isteps}
+
+
+def run_case_subprocess(case: Case) -> dict:
+    """Run a case in a fresh interpreter (clean memory peak, no compile caches shared)."""
+    cmd = [sys.executable, "-m", "trm.bench", "--worker", json.dumps(case.__dict__)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-12:]
+        return {"config": case.config, "dtype": case.dtype, "compile": case.compile, "batch": case.batch,
+                "error": "\n".join(tail) or f"exit status {proc.returncode}"}
+    return json.loads(lines[-1])
+
+
+def summarise(res: dict, peak: dict[str, float]) -> dict:
+    """Add the fractions of the measured matmul peak (same dtype, and of the bf16 limit)."""
+    if "error" in res:
+        return res
+    best = max(peak.values())
+    own = peak.get(res["dtype"], best)
+    for phase in ("train", "infer"):
+        g = res[f"{phase}_gflops"]
+        res[f"{phase}_frac_peak"] = round(g / own, 3)          # of the same-dtype matmul peak
+        res[f"{phase}_frac_limit"] = round(g / best, 3)        # of the best (bf16) matmul peak
+        res[f"{phase}_limit_steps_per_s"] = round(best * 1e9 / (res[f"{phase}_gflop_per_step"] * 1e9), 2)
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+def cpu_presets() -> list[str]:
+    from trm.config import list_presets
+    return [name for name in list_presets() if "cpu" in name]
+
+
+def _bool_list(value: str) -> list[bool]:
+    table = {"off": [False], "on": [True], "both": [False, True]}
+    if value not in table:
+        raise argparse.ArgumentTypeError("--compile takes off, on or both")
+    return table[value]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--configs", default="paper,cpu",
+                   help="comma list of paper configs (" + ", ".join(PAPER_CONFIGS) + "), preset names, "
+                   "'paper' (all paper configs) and 'cpu' (every *cpu* preset); default paper,cpu")
+    p.add_argument("--dtypes", default="float32,bfloat16", help="comma list of float32, bfloat16")
+    p.add_argument("--compile", default="both", type=_bool_list, help="off | on | both (default both)")
+    p.add_argument("--batch", type=int, default=0, help="batch per case (default: per config and device)")
+    p.add_argument("--seconds", type=float, default=6.0, help="timed seconds per phase and case (default 6)")
+    p.add_argument("--min-steps", type=int, default=2, help="at least this many timed steps per phase")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--peak-seconds", type=float, default=2.0, help="seconds for the matmul peak (per dtype)")
+    p.add_argument("--in-process", action="store_true", help="run the cases in this process (faster "
+                   "start; CPU memory peaks less exact)")
+    p.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every case, e.g. --set model.T=1 (repeatable)")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="training / inference throughput, fraction of the matmul peak, memory")
+    add_arguments(p)
+
+
+def _expand_configs(spec: str) -> list[str]:
+    out: list[str] = []
+    for name in (s.strip() for s in spec.split(",") if s.strip()):
+        names = list(PAPER_CONFIGS) if name == "paper" else cpu_presets() if name == "cpu" else [name]
+        out += [n for n in names if n not in out]
+    return out
+
+
+def _default_batch(config: str, device: str) -> int:
+    cuda = device.startswith("cuda")
+    if config in DEFAULT_BATCH:
+        return DEFAULT_BATCH[config][1 if cuda else 0]
+    from trm.config import load_config
+    return load_config(config).train.global_batch_size
+
+
+def cases_from_args(args) -> list[Case]:
+    from trm.errors import ConfigError
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    for d in dtypes:
+        if d not in DTYPES:
+            raise ConfigError(f"--dtypes: {d!r} is not one of {', '.join(DTYPES)}")
+    return [Case(config=c, dtype=d, compile=comp, batch=args.batch or _default_batch(c, args.device),
+                 device=args.device, seconds=args.seconds, min_steps=args.min_steps,
+                 overrides=tuple(args.set))
+            for c in _expand_configs(args.configs) for d in dtypes for comp in args.compile]
+
+
+HEADER = (f"{'config':<22}{'dtype':<9}{'compile':<8}{'batch':>6} | {'train/s':>8}{'GFLOP/s':>9}{'%peak':>7}"
+          f"{'%lim':>6} | {'infer/s':>8}{'GFLOP/s':>9}{'%peak':>7}{'%lim':>6} | {'mem MB':>8}")
+
+
+def format_row(r: dict) -> str:
+    head = f"{r['config']:<22}{r['dtype']:<9}{'yes' if r['compile'] else 'no':<8}{r['batch']:>6} | "
+    if "error" in r:
+        return head + "ERROR: " + r["error"].splitlines()[-1][:100]
+    return (head + f"{r['train_steps_per_s']:>8.2f}{r['train_gflops']:>9.1f}{100 * r['train_frac_peak']:>6.1f}%"
+            f"{100 * r['train_frac_limit']:>5.0f}% | {r['infer_steps_per_s']:>8.2f}{r['infer_gflops']:>9.1f}"
+            f"{100 * r['infer_frac_peak']:>6.1f}%{100 * r['infer_frac_limit']:>5.0f}% | "
+            f"{r['train_peak_mem_mb']:>8.0f}")
+
+
+def run(args) -> dict:
+    import torch
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    cases = cases_from_args(args)
+    info = machine_info(args.device)
+    peak = matmul_peak(args.device, args.peak_seconds)
+    print(f"trm bench on {info.get('gpu') or info.get('cpu', '?')} ({args.device}, torch {info['torch']}, "
+          f"{info['threads']} threads, load {info.get('load_avg_1m', '?')})")
+    print(f"matmul peak: bf16 {peak['bfloat16']:.0f} GFLOP/s, fp32 {peak['float32']:.0f} GFLOP/s")
+    limits = {}
+    for name in dict.fromkeys(c.config for c in cases):
+        m = case_config(Case(name, "bfloat16", False, 1, args.device, 0)).model
+        tf, inf = step_flops(m, True), step_flops(m, False)
+        limits[name] = {"train_gflop_per_step": round(tf / 1e9, 2), "infer_gflop_per_step": round(inf / 1e9, 2),
+                        "train_limit_steps_per_s": round(max(peak.values()) * 1e9 / tf, 2),
+                        "infer_limit_steps_per_s": round(max(peak.values()) * 1e9 / inf, 2)}
+        print(f"  {name}: {tf / 1e9:.1f} GFLOP per training example-step ({m.T}x({m.n}+1) calls), "
+              f"limit {limits[name]['train_limit_steps_per_s']:.1f}/s; inference {inf / 1e9:.1f} GFLOP, "
+              f"limit {limits[name]['infer_limit_steps_per_s']:.1f}/s")
+    print("example-steps/s; %peak = of the same-dtype matmul peak, %lim = of the bf16 limit; "
+          "mem = training peak" + (" (RSS growth)" if args.device == "cpu" else " (allocated)"))
+    print(HEADER)
+    results = []
+    for case in cases:
+        res = run_case(case) if args.in_process else run_case_subprocess(case)
+        res = summarise(res, peak)
+        results.append(res)
+        print(format_row(res), flush=True)
+    report = {"machine": info, "matmul_peak_gflops": peak, "limits": limits, "results": results,
+              "seconds_per_phase": args.seconds, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(report, indent=2))
+        os.replace(tmp, path)
+        print(f"JSON written to {path}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:                  # one case, in a child process: print its JSON
+        case = Case(**{**json.loads(argv[1]), "overrides": tuple(json.loads(argv[1]).get("overrides", ()))})
+        print(json.dumps(run_case(case)), flush=True)
+        return
+    p = argparse.ArgumentParser(prog="trm bench", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
