@@ -1,15 +1,35 @@
-"""Inference: load a trained model and solve puzzles, with fixed or adaptive halting.
+"""Inference: load a trained model, solve puzzles with fixed or adaptive halting, and spend extra test-time
+compute on K noisy rollouts per puzzle.
 
-    model = trm.load("runs/sudoku-cpu/model")
-    result = model.solve("..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3..")
-    result.answers[0], result.steps[0], result.halt_probs[0]
+    model = trm.load("runs/sudoku-cpu")                 # run dir, exported dir or .pt
+    res = model.solve("..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3..",
+                      halting="adaptive")
+    res.answers[0], res.steps[0], res.halt_probs[0]
+    res = model.solve(puzzles, rollouts=16, noise=0.5, select="halt")   # test-time scaling
+    model.save_pretrained("my-model"); trm.TRM.from_pretrained("my-model")
+
+Halting (paper symbols): one supervision step is one deep recursion (T latent recursions of n z-updates
+and one y-update). ``halting="fixed"`` runs N_sup steps, as the paper evaluates; ``"adaptive"`` stops each
+example when sigmoid(halting logit) > ``halt_threshold`` or at ``max_steps``; halted rows leave the batch,
+so they stop costing compute.
+
+Rollouts: every puzzle is run K times in one batch (B*K rows). Rollout 0 is the plain deterministic run;
+rollouts 1..K-1 get Gaussian noise added to the latent z (``noise_on``: "z", "y" or "yz") with standard
+deviation ``noise`` times the latent's RMS, at the start (a random initial state), at every supervision
+step, or both (``noise_at``). Per puzzle one answer is kept: the rollout with the highest halting
+probability (``select="halt"``) or the answer most rollouts agree on (``"vote"``, ties broken by the mean
+halting probability). For Sudoku and mazes, rollouts whose answer breaks a rule (a Sudoku row, column,
+box or given; a maze path that is not a shortest S-to-G path) are rejected first whenever another
+rollout passes the check; ``stop_on_valid`` also stops a puzzle's other rollouts as soon as one rollout
+halts on an answer that passes it.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,49 +38,102 @@ from trm.config import Config, config_from_dict
 from trm.errors import CheckpointError, PuzzleError
 from trm.model.recursive import RecursiveReasoner
 
+NOISE_ON = ("z", "y", "yz")
+NOISE_AT = ("start", "every", "both")
+SELECT = ("halt", "vote")
+
 
 @dataclass
 class SolveResult:
     tokens: np.ndarray                  # [B, S] answer tokens
-    steps: np.ndarray                   # [B] supervision steps used
+    steps: np.ndarray                   # [B] supervision steps used (by the chosen rollout)
     halt_probs: np.ndarray              # [B] sigmoid(halting logit) at the answer's step
     answers: list[Any] = field(default_factory=list)   # decoded answers (task-specific)
-    trace: np.ndarray | None = None     # [B, steps, S] answer tokens after every step
+    trace: np.ndarray | None = None     # [B, steps, S] answer tokens after every step (chosen rollout)
     trace_halt: np.ndarray | None = None  # [B, steps] halting probability after every step
+    compute_steps: np.ndarray | None = None  # [B] supervision steps spent on the puzzle, all rollouts
+    valid: np.ndarray | None = None     # [B] the answer passes the task's rule check (Sudoku, maze)
+    rollout: np.ndarray | None = None   # [B] index of the chosen rollout (0 = the noiseless run)
+    agreement: np.ndarray | None = None  # [B] fraction of the rollouts that gave the chosen answer
+    extra: dict = field(default_factory=dict)  # task-specific details (ARC: attempts, votes, ranks)
 
 
 class TRM:
     """A trained model with its config and dataset facts; ``solve`` runs inference."""
 
     def __init__(self, model: RecursiveReasoner, config: Config, data: dict, device: torch.device):
-        self.model, self.config, self.data, self.device = model.eval(), config, data, device
+        self.model, self.config, self.data, self.device = model.eval(), config, dict(data), device
+        if not self.data.get("task"):
+            self.data["task"] = _guess_task(model.cfg.vocab_size, model.cfg.seq_len)
 
     @property
     def task(self) -> str:
         return self.data.get("task", "")
 
+    @property
+    def seq_len(self) -> int:
+        return self.model.cfg.seq_len
+
+    def __repr__(self) -> str:
+        m = self.model.cfg
+        return (f"TRM(task={self.task!r}, seq_len={m.seq_len}, vocab={m.vocab_size}, hidden={m.hidden_size}, "
+                f"T={m.T}, n={m.n}, N_sup={m.N_sup}, params={self.model.num_params():,}, device={self.device})")
+
+    # -- export / import (Hugging Face layout: config.json + model.safetensors) -------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto") -> "TRM":
+        """Load from a local directory written by :meth:`save_pretrained` (or any path :func:`load` takes)."""
+        return load(path, device)
+
+    def save_pretrained(self, out_dir: str | Path) -> Path:
+        """Write ``model.safetensors`` (all weights and buffers) and ``config.json`` (the resolved config and
+        the dataset facts a solver needs) into ``out_dir``; loadable with no training state."""
+        from trm import __version__
+        from trm.train.checkpoint import export_weights
+        config = {"trm_version": __version__, "config": self.config.to_dict(), "data": self.data}
+        return export_weights(out_dir, self.model.state_dict(), config)
+
     # -- encoding -------------------------------------------------------------------------------
     def encode(self, puzzle: Any) -> np.ndarray:
-        """One puzzle (text or array, per task) -> [S] input tokens; wrong size -> PuzzleError."""
-        S = self.model.cfg.seq_len
-        if isinstance(puzzle, np.ndarray) and puzzle.dtype != object and puzzle.size == S and self.task != "arc":
-            return puzzle.reshape(S).astype(np.uint8)
+        """One puzzle -> [S] input tokens. Sudoku: text or an NxN board (0 blank); maze: text or an HxW
+        token grid. A malformed puzzle or one of the wrong size for this model raises PuzzleError."""
+        S = self.seq_len
+        puzzle = _read_if_file(puzzle)
         if self.task == "sudoku":
-            from trm.data.sudoku import encode_board, parse_sudoku
+            from trm.data.sudoku import encode_board, parse_sudoku, to_line
             side = int(round(S ** 0.5))
-            board = parse_sudoku(puzzle) if isinstance(puzzle, str) else np.asarray(puzzle)
+            if isinstance(puzzle, str):
+                board = parse_sudoku(puzzle)
+            else:
+                arr = np.asarray(puzzle)
+                if arr.dtype.kind not in "iu" or arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[0] != arr.shape[1]):
+                    raise PuzzleError(f"a Sudoku board must be a string or an NxN array of integers 0..N, got "
+                                      f"{arr.dtype} array of shape {arr.shape}")
+                board = parse_sudoku(to_line(arr))   # checks values and contradictory givens
             if board.size != S:
-                raise PuzzleError(f"this model solves {side}x{side} Sudoku ({S} cells); the puzzle has "
-                                  f"{board.size} cells")
-            return encode_board(board.reshape(side, side)).reshape(S)
+                raise PuzzleError(f"this model solves {side}x{side} Sudoku ({S} cells); the puzzle is "
+                                  f"{board.shape[0]}x{board.shape[1]} ({board.size} cells)")
+            return encode_board(board).reshape(S)
         if self.task == "maze":
             from trm.data.maze import parse_maze
-            grid = parse_maze(puzzle, allow_path=False) if isinstance(puzzle, str) else np.asarray(puzzle)
-            if grid.size != S:
-                h, w = self.data.get("grid_shape") or (int(S ** 0.5),) * 2
+            h, w = self._grid_shape()
+            if isinstance(puzzle, str):
+                grid = parse_maze(puzzle, allow_path=False)
+            else:
+                grid = np.asarray(puzzle)
+                if grid.dtype.kind not in "iu" or grid.ndim != 2:
+                    raise PuzzleError(f"a maze must be text or an HxW array of tokens 1..4, got {grid.dtype} "
+                                      f"array of shape {grid.shape}")
+                if grid.size and (grid.min() < 1 or grid.max() > 4):
+                    raise PuzzleError(f"maze tokens must lie in 1..4 (wall, open, S, G), found "
+                                      f"{grid.min()}..{grid.max()}")
+            if grid.shape != (h, w):
                 raise PuzzleError(f"this model solves {h}x{w} mazes; the maze is {grid.shape[0]}x{grid.shape[1]}")
+            for tok, name in ((3, "start 'S'"), (4, "goal 'G'")):
+                if int((grid == tok).sum()) != 1:
+                    raise PuzzleError(f"the maze needs exactly one {name}, found {int((grid == tok).sum())}")
             return grid.reshape(S).astype(np.uint8)
-        raise PuzzleError(f"cannot encode a puzzle for task {self.task!r} here; pass tokens")
+        raise PuzzleError(f"cannot encode a puzzle for task {self.task!r}; pass token rows to solve_tokens()")
 
     def decode(self, tokens: np.ndarray) -> Any:
         if self.task == "sudoku":
@@ -68,87 +141,301 @@ class TRM:
             side = int(round(tokens.size ** 0.5))
             return decode_tokens(tokens, side).reshape(side, side)
         if self.task == "maze":
-            h, w = self.data.get("grid_shape") or (int(tokens.size ** 0.5),) * 2
-            return tokens.reshape(h, w)
+            return tokens.reshape(self._grid_shape())
         return tokens
 
-    # -- inference ------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def solve(self, puzzles: Any | Sequence[Any], *, halting: str = "fixed", max_steps: int | None = None,
-              trace: bool = False, puzzle_ids: Sequence[int] | None = None, batch_size: int = 256) -> SolveResult:
-        """Solve one puzzle or a batch.
+    def _grid_shape(self) -> tuple[int, int]:
+        shape = self.data.get("grid_shape")
+        if shape:
+            return int(shape[0]), int(shape[1])
+        side = int(round(self.seq_len ** 0.5))
+        return side, self.seq_len // side
 
-        ``halting="fixed"`` runs N_sup steps (the paper); ``"adaptive"`` stops each puzzle when its
-        halting logit is > 0 (or at ``max_steps``), and halted puzzles leave the batch.
+    def check(self, inputs: np.ndarray, answers: np.ndarray) -> np.ndarray | None:
+        """Per row: does the answer pass the task's rules (Sudoku: complete, valid, keeps the givens; maze:
+        a shortest S-to-G path)? None for tasks without a cheap check (ARC)."""
+        inputs, answers = np.asarray(inputs), np.asarray(answers)
+        if self.task == "sudoku":
+            from trm.data.sudoku import decode_tokens, valid_solutions
+            side = int(round(self.seq_len ** 0.5))
+            return valid_solutions(decode_tokens(inputs, side), decode_tokens(answers, side))
+        if self.task == "maze":
+            from trm.data.maze import score_mazes
+            return score_mazes(inputs, answers, shape=self._grid_shape())["valid_shortest"]
+        return None
+
+    # -- inference ------------------------------------------------------------------------------
+    def solve(self, puzzles: Any | Sequence[Any], *, halting: str = "fixed", max_steps: int | None = None,
+              trace: bool = False, puzzle_ids: Sequence[int] | None = None, batch_size: int = 256,
+              halt_threshold: float = 0.5, rollouts: int = 1, noise: float = 0.0, noise_on: str = "z",
+              noise_at: str = "both", select: str = "halt", reject_invalid: bool = True,
+              stop_on_valid: bool = False, seed: int = 0, **arc_options: Any) -> SolveResult:
+        """Solve one puzzle or a batch (Sudoku strings or boards, maze text or token grids, ARC tasks).
+
+        Returns answers, supervision steps used, halting probabilities and, with ``trace=True``, the
+        answer and halting probability after every step. Options: see the module docstring. An ARC
+        model takes task dicts or task JSON paths (see :func:`trm.solve_arc.solve_tasks`, which receives
+        ``arc_options`` such as ``versions`` and ``adapt_steps``).
         """
-        if halting not in ("fixed", "adaptive"):
-            raise ValueError("halting must be 'fixed' or 'adaptive'")
-        single = isinstance(puzzles, str) or (isinstance(puzzles, np.ndarray) and puzzles.ndim <= 2
-                                              and self.task != "arc" and puzzles.size == self.model.cfg.seq_len)
-        items = [puzzles] if single else list(puzzles)
-        tokens = np.stack([self.encode(p) for p in items])
-        ids = np.zeros(len(items), np.int32) if puzzle_ids is None else np.asarray(puzzle_ids, np.int32)
-        cap = max_steps or self.model.cfg.N_sup
-        outs, steps, probs, traces, thalts = [], [], [], [], []
-        for s in range(0, len(tokens), batch_size):
-            r = self._solve_tokens(tokens[s:s + batch_size], ids[s:s + batch_size], halting, cap, trace)
-            outs.append(r[0]); steps.append(r[1]); probs.append(r[2]); traces.append(r[3]); thalts.append(r[4])
-        res = SolveResult(np.concatenate(outs), np.concatenate(steps), np.concatenate(probs),
-                          trace=np.concatenate(traces) if trace else None,
-                          trace_halt=np.concatenate(thalts) if trace else None)
+        if self.task == "arc":
+            from trm.solve_arc import solve_tasks
+            return solve_tasks(self, puzzles, halting=halting, max_steps=max_steps, trace=trace,
+                               batch_size=batch_size, halt_threshold=halt_threshold, rollouts=rollouts,
+                               noise=noise, noise_on=noise_on, noise_at=noise_at, select=select, seed=seed,
+                               **arc_options)
+        if arc_options:
+            raise TypeError(f"unexpected options for a {self.task} model: {sorted(arc_options)}")
+        items = self._as_items(puzzles)
+        tokens = np.stack([self._encode_item(p, i, len(items)) for i, p in enumerate(items)])
+        res = self.solve_tokens(tokens, puzzle_ids=puzzle_ids, halting=halting, max_steps=max_steps,
+                                trace=trace, batch_size=batch_size, halt_threshold=halt_threshold,
+                                rollouts=rollouts, noise=noise, noise_on=noise_on, noise_at=noise_at,
+                                select=select, reject_invalid=reject_invalid, stop_on_valid=stop_on_valid,
+                                seed=seed)
         res.answers = [self.decode(t) for t in res.tokens]
         return res
 
-    def _solve_tokens(self, tokens: np.ndarray, ids: np.ndarray, halting: str, cap: int, trace: bool):
-        dev, B, S = self.device, len(tokens), tokens.shape[1]
-        inputs = torch.from_numpy(tokens.astype(np.int32)).to(dev)
-        pids = torch.from_numpy(ids).to(dev)
-        y, z = self.model.initial_state(B, dev)
-        active = torch.arange(B, device=dev)
-        answer = np.zeros((B, S), np.uint8)
-        used = np.full(B, cap, np.int32)
-        prob = np.zeros(B, np.float32)
-        tr = np.zeros((B, cap, S), np.uint8) if trace else None
-        th = np.zeros((B, cap), np.float32) if trace else None
+    def _as_items(self, puzzles: Any) -> list:
+        """One puzzle or a batch -> a list of puzzles."""
+        if isinstance(puzzles, (str, Path)):
+            return [puzzles]
+        if isinstance(puzzles, np.ndarray):
+            if puzzles.ndim == 3:
+                return list(puzzles)
+            if puzzles.ndim in (1, 2):
+                return [puzzles]
+            raise PuzzleError(f"expected one puzzle or a batch, got an array of shape {puzzles.shape}")
+        if isinstance(puzzles, (list, tuple)):
+            if not puzzles:
+                raise PuzzleError("no puzzles given (an empty batch)")
+            if all(isinstance(v, (int, np.integer)) for v in puzzles):   # one flat board as a list
+                return [np.asarray(puzzles)]
+            if all(isinstance(r, (list, tuple)) and r and all(isinstance(v, (int, np.integer)) for v in r)
+                   for r in puzzles):                                    # one board as nested lists
+                return [np.asarray(puzzles)]
+            return list(puzzles)
+        raise PuzzleError(f"cannot read a puzzle from a {type(puzzles).__name__}; give text, an array or a list")
+
+    def _encode_item(self, puzzle: Any, i: int, n: int) -> np.ndarray:
+        try:
+            return self.encode(puzzle)
+        except PuzzleError as e:
+            if n == 1:
+                raise
+            raise PuzzleError(f"puzzle {i} of the batch: {e}") from None
+
+    @torch.inference_mode()
+    def solve_tokens(self, tokens: np.ndarray, *, puzzle_ids: Sequence[int] | None = None, halting: str = "fixed",
+                     max_steps: int | None = None, trace: bool = False, batch_size: int = 256,
+                     halt_threshold: float = 0.5, rollouts: int = 1, noise: float = 0.0, noise_on: str = "z",
+                     noise_at: str = "both", select: str = "halt", reject_invalid: bool = True,
+                     stop_on_valid: bool = False, seed: int = 0) -> SolveResult:
+        """Solve token rows [B, S] (a dataset's inputs); the options are those of :meth:`solve`."""
+        tokens = np.asarray(tokens)
+        S = self.seq_len
+        if tokens.ndim != 2 or tokens.shape[1] != S:
+            raise PuzzleError(f"token rows must have shape [B, {S}], got {tokens.shape}")
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.model.cfg.vocab_size):
+            raise PuzzleError(f"tokens must lie in 0..{self.model.cfg.vocab_size - 1}, found "
+                              f"{tokens.min()}..{tokens.max()}")
+        _check_options(halting, max_steps, halt_threshold, rollouts, noise, noise_on, noise_at, select, batch_size)
+        cap = max_steps or self.model.cfg.N_sup
+        ids = np.zeros(len(tokens), np.int32) if puzzle_ids is None else np.asarray(puzzle_ids, np.int32).reshape(-1)
+        if len(ids) != len(tokens):
+            raise PuzzleError(f"{len(ids)} puzzle ids for {len(tokens)} puzzles")
+        n_ids = self.model.puzzle_emb.num_ids if self.model.puzzle_emb is not None else 1
+        if len(ids) and (ids.min() < 0 or ids.max() >= n_ids):
+            raise PuzzleError(f"puzzle ids must lie in 0..{n_ids - 1}, found {ids.min()}..{ids.max()}")
+        K = rollouts
+        gen = torch.Generator(device=self.device).manual_seed(int(seed))
+        per_chunk = max(1, batch_size // K)
+        parts = []
+        for s in range(0, len(tokens), per_chunk):
+            rows = self._run_rows(tokens[s:s + per_chunk].astype(np.uint8), ids[s:s + per_chunk], K, cap, halting,
+                                  halt_threshold, trace, noise, noise_on, noise_at, stop_on_valid, gen)
+            parts.append(_select(rows, K, select, reject_invalid, trace))
+        res = SolveResult(**{k: (np.concatenate([p[k] for p in parts]) if parts[0][k] is not None else None)
+                             for k in parts[0]})
+        if trace and res.trace is not None and len(res.steps):
+            last = int(res.steps.max())
+            res.trace, res.trace_halt = res.trace[:, :last], res.trace_halt[:, :last]
+        res.answers = [t for t in res.tokens]
+        return res
+
+    def _run_rows(self, tokens: np.ndarray, ids: np.ndarray, K: int, cap: int, halting: str, thr: float,
+                  trace: bool, noise: float, noise_on: str, noise_at: str, stop_on_valid: bool,
+                  gen: torch.Generator) -> dict[str, np.ndarray]:
+        """Run B puzzles x K rollouts as one batch of B*K rows (row r = puzzle r // K, rollout r % K)."""
+        model, dev = self.model, self.device
+        B, S = tokens.shape
+        R = B * K
+        rows_tok = np.repeat(tokens, K, axis=0)
+        inputs = torch.from_numpy(rows_tok.astype(np.int32)).to(dev)
+        pids = torch.from_numpy(np.repeat(ids, K)).to(dev)
+        noisy = torch.from_numpy(np.arange(R) % K > 0).to(dev)          # rollout 0 stays noiseless
+        y, z = model.initial_state(R, dev)
+        active = torch.arange(R, device=dev)
+        answer = np.zeros((R, S), np.uint8)
+        used = np.full(R, cap, np.int32)
+        prob = np.zeros(R, np.float32)
+        tr = np.zeros((R, cap, S), np.uint8) if trace else None
+        th = np.zeros((R, cap), np.float32) if trace else None
+        checker = self._checker(rows_tok) if stop_on_valid else None
         for k in range(1, cap + 1):
-            out = self.model(inputs[active], pids[active], y, z)
-            y, z = out.y, out.z
-            pred = out.logits.argmax(-1).to(torch.uint8).cpu().numpy()
-            p = torch.sigmoid(out.q_halt).cpu().numpy()
+            if noise > 0 and ((k == 1 and noise_at in ("start", "both")) or (k > 1 and noise_at in ("every", "both"))):
+                mask = noisy[active]
+                if "z" in noise_on:
+                    z = _perturb(z, noise, mask, gen)
+                if "y" in noise_on:
+                    y = _perturb(y, noise, mask, gen)
+            x = model.embed(inputs[active], pids[active])
+            y, z = model.deep_recursion(x, y, z)
+            logits, q_halt, _ = model.heads(y)
+            pred = logits.argmax(-1).to(torch.uint8).cpu().numpy()
+            p = torch.sigmoid(q_halt).float().cpu().numpy()
             rows = active.cpu().numpy()
             if trace:
                 tr[rows, k - 1:] = pred[:, None]
                 th[rows, k - 1:] = p[:, None]
-            done = (p > 0.5) if halting == "adaptive" else np.zeros(len(rows), bool)
+            done = (p > thr) if halting == "adaptive" else np.zeros(len(rows), bool)
             if k == cap:
                 done[:] = True
+            elif checker is not None and done.any():
+                ok = checker(rows[done], pred[done])
+                solved = np.unique(rows[done][ok] // K)                  # puzzles with an accepted answer
+                done |= np.isin(rows // K, solved)
             answer[rows[done]], used[rows[done]], prob[rows[done]] = pred[done], k, p[done]
-            if halting == "adaptive" and done.any():
+            if done.all():
+                break
+            if done.any():
                 keep = torch.from_numpy(~done).to(dev)
                 active, y, z = active[keep], y[keep], z[keep]
-                if len(active) == 0:
-                    break
-        if trace:
-            last = used.max()
-            tr, th = tr[:, :last], th[:, :last]
-        return answer, used, prob, tr, th
+        valid = self.check(rows_tok, answer)
+        return {"tokens": answer, "steps": used, "halt_probs": prob, "trace": tr, "trace_halt": th,
+                "valid": valid}
+
+    def _checker(self, rows_tok: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+        if self.check(rows_tok[:1], rows_tok[:1]) is None:
+            return None
+        return lambda rows, preds: self.check(rows_tok[rows], preds)
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> TRM:
+def _check_options(halting: str, max_steps: int | None, thr: float, rollouts: int, noise: float, noise_on: str,
+                   noise_at: str, select: str, batch_size: int) -> None:
+    if halting not in ("fixed", "adaptive"):
+        raise ValueError(f"halting must be 'fixed' or 'adaptive', got {halting!r}")
+    if max_steps is not None and (not isinstance(max_steps, (int, np.integer)) or max_steps < 1):
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+    if not 0.0 <= thr < 1.0:
+        raise ValueError(f"halt_threshold must lie in [0, 1), got {thr}")
+    if not isinstance(rollouts, (int, np.integer)) or rollouts < 1:
+        raise ValueError(f"rollouts must be an integer >= 1, got {rollouts!r}")
+    if not noise >= 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    if noise_on not in NOISE_ON:
+        raise ValueError(f"noise_on must be one of {NOISE_ON}, got {noise_on!r}")
+    if noise_at not in NOISE_AT:
+        raise ValueError(f"noise_at must be one of {NOISE_AT}, got {noise_at!r}")
+    if select not in SELECT:
+        raise ValueError(f"select must be one of {SELECT}, got {select!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def _perturb(t: torch.Tensor, scale: float, mask: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """t + scale * RMS(t) * N(0, 1) on the rows in ``mask`` (RMS per row over all its positions and features)."""
+    if not bool(mask.any()):
+        return t
+    rms = t.float().pow(2).flatten(1).mean(1).sqrt().view(-1, *([1] * (t.dim() - 1)))
+    eps = torch.randn(t.shape, generator=gen, device=t.device, dtype=torch.float32)
+    eps = eps * (scale * rms * mask.view(-1, *([1] * (t.dim() - 1))))
+    return (t.float() + eps).to(t.dtype)
+
+
+def _select(r: dict[str, np.ndarray], K: int, select: str, reject_invalid: bool, trace: bool) -> dict:
+    """Keep one of the K rollouts per puzzle: rule-passing ones first, then by halting prob or by vote."""
+    R, S = r["tokens"].shape
+    B = R // K
+    probs = r["halt_probs"].reshape(B, K)
+    cand = np.ones((B, K), bool)
+    valid = r["valid"].reshape(B, K) if r["valid"] is not None else None
+    if valid is not None and reject_invalid:
+        cand = np.where(valid.any(1, keepdims=True), valid, True)
+    answers = r["tokens"].reshape(B, K, S)
+    choice = np.zeros(B, np.int64)
+    agree = np.ones(B, np.float32)
+    for b in range(B):
+        ks = np.flatnonzero(cand[b])
+        if select == "halt" or K == 1:
+            best = ks[np.argmax(probs[b, ks])]     # argmax keeps the first (lowest rollout) on ties
+        else:
+            _, inv, counts = np.unique(answers[b, ks], axis=0, return_inverse=True, return_counts=True)
+            inv = inv.reshape(-1)
+            mean_p = np.bincount(inv, weights=probs[b, ks]) / counts
+            top = np.lexsort((-mean_p, -counts))[0]
+            members = ks[inv == top]
+            best = members[np.argmax(probs[b, members])]
+        choice[b] = best
+        agree[b] = float((answers[b] == answers[b, best]).all(-1).mean())
+    idx = np.arange(B) * K + choice
+    out = {"tokens": r["tokens"][idx], "steps": r["steps"][idx], "halt_probs": r["halt_probs"][idx],
+           "trace": r["trace"][idx] if trace else None, "trace_halt": r["trace_halt"][idx] if trace else None,
+           "compute_steps": r["steps"].reshape(B, K).sum(1).astype(np.int64),
+           "valid": valid[np.arange(B), choice] if valid is not None else None,
+           "rollout": choice.astype(np.int32), "agreement": agree}
+    return out
+
+
+def _read_if_file(puzzle: Any) -> Any:
+    """A Path, or a short one-line string naming an existing file -> the file's text."""
+    if isinstance(puzzle, Path) or (isinstance(puzzle, str) and "\n" not in puzzle and 0 < len(puzzle) < 4096
+                                    and os.path.isfile(puzzle)):
+        try:
+            return Path(puzzle).read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise PuzzleError(f"{puzzle}: cannot read the puzzle file ({e})") from None
+    return puzzle
+
+
+def _guess_task(vocab: int, seq_len: int) -> str:
+    """The task from the model's vocabulary and length when the checkpoint does not say (see the spec)."""
+    if (vocab, seq_len) in ((11, 81), (6, 16)):
+        return "sudoku"
+    if (vocab, seq_len) == (12, 900):
+        return "arc"
+    if vocab == 6:
+        return "maze"
+    return ""
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load(path: str | Path, device: str | torch.device = "auto") -> TRM:
     """Load a trained model from an exported directory (model.safetensors + config.json), a run
-    directory (uses its ``model/``), or a full-state checkpoint (``.pt``; EMA weights if present)."""
+    directory (uses its ``model/``, else its last checkpoint), or a full-state checkpoint (``.pt``; EMA
+    weights if present). ``device="auto"`` picks CUDA when available."""
     from trm.train.checkpoint import load_checkpoint, read_export
     path = Path(path)
-    device = torch.device(device)
+    device = _device(device)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint (give a run directory, an exported model "
+                              "directory or a .pt file)")
     if path.is_dir() and (path / "model" / "model.safetensors").is_file():
         path = path / "model"
     if path.suffix == ".pt" or (path.is_dir() and (path / "checkpoints" / "last.pt").is_file()
                                 and not (path / "model.safetensors").is_file()):
         state = load_checkpoint(path, map_location="cpu")
-        cfg = config_from_dict(state["config"])
+        try:
+            cfg = config_from_dict(state["config"])
+            eng = state["engine"]
+            weights = dict(eng["model"])
+        except (KeyError, TypeError):
+            raise CheckpointError(f"{path}: not a trm training checkpoint (no config/engine state)") from None
         model = RecursiveReasoner(cfg.model)
-        eng = state["engine"]
-        weights = dict(eng["model"])
         if eng.get("ema"):
             weights.update({k: v for k, v in eng["ema"]["shadow"].items()})
         data = {"task": "", "grid_shape": None}
@@ -161,7 +448,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> TRM:
         weights, exported = read_export(path)
         try:
             cfg = config_from_dict(exported["config"])
-            data = exported.get("data", {})
+            data = exported.get("data", {}) or {}
         except (KeyError, TypeError):
             raise CheckpointError(f"{path}: config.json lacks the 'config' section of a trm export") from None
         model = RecursiveReasoner(cfg.model)
