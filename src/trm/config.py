@@ -291,7 +291,12 @@ def load_config(preset: str | None = None, overrides: list[str] | None = None) -
                 raise ConfigError(f"preset {preset}: section {section!r} must be a mapping")
             for k, v in values.items():
                 _set(cfg, f"{section}.{k}", v)
-    for ov in overrides or []:
+    return apply_overrides(cfg, overrides or [])
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``key=value`` strings to ``cfg`` (in place) and validate it."""
+    for ov in overrides:
         if "=" not in ov:
             raise ConfigError(f"override {ov!r} must look like key=value (e.g. train.lr=3e-4)")
         k, v = ov.split("=", 1)

@@ -119,9 +119,17 @@ class PuzzleSetBuilder:
         )
 
 
+def is_dataset_dir(path: Path) -> bool:
+    """A directory written by :func:`write_dataset` (or the public builders)."""
+    return (path / "identifiers.json").is_file() or (path / "train" / "dataset.json").is_file()
+
+
 def atomic_dir_write(final: Path, write) -> None:
     """Run ``write(tmpdir)`` then rename tmpdir to ``final`` (replacing it), so a crash leaves no half."""
     final = Path(final)
+    if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not is_dataset_dir(final))):
+        raise DatasetError(f"{final}: exists and is not a dataset directory; refusing to replace it "
+                           "(choose another output path or remove it yourself)")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     os.chmod(tmp, 0o755)   # mkdtemp makes 0700; a dataset directory is an ordinary one

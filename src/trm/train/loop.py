@@ -215,24 +215,25 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
     rank, world_size = init_distributed()
     main = rank == 0
     device = pick_device(cfg.train.device)
+    run = Path(run_dir) if run_dir else run_dir_for(cfg)
+    ckpt_path = run / "checkpoints" / "last.pt"
+    if resume:
+        if not ckpt_path.exists():
+            raise TRMError(f"--resume: no checkpoint at {ckpt_path}")
+        state = load_checkpoint(ckpt_path, map_location=device)    # fail fast on a corrupt file
     data = load_run_data(cfg, rank)
     fill_model_dims(cfg, data.train_meta)
     if data.test_meta.num_puzzle_identifiers > cfg.model.num_puzzle_ids:
         raise DatasetError("test split uses more puzzle identifiers than the train split")
     total = total_steps_for(cfg, data.train_meta)
-    run = Path(run_dir) if run_dir else run_dir_for(cfg)
-    ckpt_path = run / "checkpoints" / "last.pt"
     if main:
         check_writable(run)
         if ckpt_path.exists() and not resume:
             raise TRMError(f"{run} already holds a run; pass --resume to continue it or choose another run.name")
-    if resume and not ckpt_path.exists():
-        raise TRMError(f"--resume: no checkpoint at {ckpt_path}")
 
     model = build_model(cfg, device)
     engine = Engine(cfg, model, data.train, data.train_meta.ignore_label_id, device, total)
     if resume:
-        state = load_checkpoint(ckpt_path, map_location=device)
         saved = state.get("config", {})
         if saved.get("model") and saved["model"] != cfg.to_dict()["model"]:
             diff = [k for k in saved["model"] if saved["model"][k] != cfg.to_dict()["model"].get(k)]

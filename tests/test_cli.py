@@ -1,0 +1,124 @@
+"""The command line: presets and counts, and bad input ending in one clear message and exit status 2."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import pytest
+
+from trm.cli import main
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("preset,params", [("sudoku-extreme-att", 6_828_034), ("sudoku-extreme-mlp", 5_028_866)])
+def test_info_prints_exact_params_and_total_steps(capsys, preset, params):
+    code, out, _ = run_cli(capsys, "info", preset)
+    info = json.loads(out)
+    assert code == 0 and info["params"] == params and info["total_steps"] == 65_104
+    assert info["config"]["model"]["T"] == 3 and info["config"]["train"]["lr"] == 1e-4
+
+
+def test_info_list_names_the_presets(capsys):
+    code, out, _ = run_cli(capsys, "info", "--list")
+    presets = json.loads(out)
+    assert {"sudoku-cpu", "sudoku-extreme-att", "sudoku-extreme-mlp"} <= set(presets)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (("info", "no-such-preset"), "unknown preset 'no-such-preset'"),
+    (("info", "sudoku-cpu", "model.nope=3"), "unknown key 'model.nope'"),
+    (("info", "sudoku-cpu", "model.n=three"), "model.n: expected int"),
+    (("info", "sudoku-cpu", "model.mixer=conv"), "model.mixer='conv' is not one of"),
+    (("info", "sudoku-cpu", "train.global_batch_size=0"), "global_batch_size must be >= 1"),
+    (("train", "sudoku-cpu", "data.path=/nonexistent/x", "data.build={}"), "no dataset here"),
+    (("eval", "/nonexistent/run"), "no such checkpoint"),
+])
+def test_bad_input_gives_one_clear_message(capsys, argv, message):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2, (out, err)
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def trained_run(sudoku4_dir, tmp_path_factory):
+    from conftest import tiny_config
+    from trm.train.loop import train
+    out = tmp_path_factory.mktemp("runs")
+    cfg = tiny_config(sudoku4_dir, out, "train.max_steps=3", "eval.max_examples=8")
+    return train(cfg, progress=False)
+
+
+def test_train_writes_a_complete_run_directory(trained_run):
+    for name in ("config.yaml", "metrics.jsonl", "curves.png", "report.md", "solved.png",
+                 "checkpoints/last.pt", "model/model.safetensors", "model/config.json"):
+        assert (trained_run / name).is_file(), name
+    assert any((trained_run / "tb").iterdir())
+    lines = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/exact" in x for x in lines) and any("train/lm_loss" in x for x in lines)
+
+
+@pytest.mark.parametrize("puzzle,message", [
+    ("12", "found 2 cells"),
+    ("1234" * 3 + "x234", "'x'"),
+    ("11..............", "row 1"),
+])
+def test_solve_rejects_malformed_puzzles(capsys, trained_run, puzzle, message):
+    code, out, err = run_cli(capsys, "solve", "sudoku", puzzle, "--checkpoint", str(trained_run))
+    assert code == 2 and message in err, err
+
+
+def test_solve_says_when_the_puzzle_has_the_wrong_size(capsys, trained_run):
+    code, _, err = run_cli(capsys, "solve", "sudoku", "." * 81, "--checkpoint", str(trained_run))
+    assert code == 2 and "4x4" in err and "81" in err
+
+
+def test_solve_prints_a_grid_and_the_steps(capsys, trained_run):
+    code, out, err = run_cli(capsys, "solve", "sudoku", "1.3..4...2..4.1.", "--checkpoint", str(trained_run),
+                             "--halting", "fixed")
+    assert "supervision step" in out and code in (0, 3)
+
+
+def test_corrupt_checkpoint_is_named(capsys, trained_run, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run, broken)
+    ckpt = broken / "checkpoints" / "last.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    code, _, err = run_cli(capsys, "train", "--resume", "--run-dir", str(broken), f"data.path={trained_run}/nonexistent")
+    assert code == 2 and "last.pt" in err
+
+
+def test_resume_refuses_a_different_model_config(capsys, trained_run):
+    code, _, err = run_cli(capsys, "train", "--resume", "--run-dir", str(trained_run), "model.n=3")
+    assert code == 2 and "differs from the checkpoint" in err, err
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch /tmp/trm-pwned",))
+
+
+def test_a_malicious_pickle_is_refused(tmp_path):
+    import os
+
+    from trm.errors import CheckpointError
+    from trm.train.checkpoint import load_checkpoint
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"engine": _Evil()}))
+    if os.path.exists("/tmp/trm-pwned"):
+        os.remove("/tmp/trm-pwned")
+    with pytest.raises(CheckpointError, match="refused|corrupt"):
+        load_checkpoint(path)
+    assert not os.path.exists("/tmp/trm-pwned")
