@@ -103,8 +103,15 @@ def _cmd_train(args) -> None:
     if preset and "=" in preset:         # `trm train key=value` with the default preset
         overrides.insert(0, preset)
         preset = None
-    cfg = load_config(preset or DEFAULT_PRESET, overrides)
     run_dir = args.run_dir
+    saved = Path(run_dir) / "config.yaml" if run_dir else None
+    if args.resume and not preset and saved is not None and saved.is_file():
+        import yaml
+
+        from trm.config import apply_overrides, config_from_dict
+        cfg = apply_overrides(config_from_dict(yaml.safe_load(saved.read_text())), overrides)
+    else:
+        cfg = load_config(preset or DEFAULT_PRESET, overrides)
     if args.resume and not run_dir and not cfg.run.name:
         from trm.errors import ConfigError
         raise ConfigError("--resume needs the run: pass --run-dir DIR or run.name=NAME")
@@ -159,15 +166,19 @@ def _example_checkpoint(task: str) -> str:
     return str(path)
 
 
-def _solve_sudoku(solver, args) -> None:
-    import numpy as np
+def _rollout_options(args) -> dict:
+    return dict(rollouts=args.rollouts, noise=args.noise, select=args.select,
+                noise_at=getattr(args, "noise_at", "both"), seed=getattr(args, "seed", 0),
+                max_steps=getattr(args, "max_steps", None))
 
+
+def _solve_sudoku(solver, args) -> None:
     from trm.data.sudoku import check_solution, format_sudoku, parse_sudoku, solve
     text = args.puzzle
     if Path(text).is_file():
         text = Path(text).read_text()
     board = parse_sudoku(text)
-    res = solver.solve(board, halting=args.halting, trace=bool(args.png or args.gif))
+    res = solver.solve(board, halting=args.halting, trace=bool(args.png or args.gif), **_rollout_options(args))
     answer = res.answers[0]
     valid = check_solution(board, answer)
     print(format_sudoku(answer))
@@ -177,6 +188,9 @@ def _solve_sudoku(solver, args) -> None:
     print(f"{verdict} solution; {int(res.steps[0])} supervision step(s); halting probability "
           f"{res.halt_probs[0]:.2f}" + ("" if unique else f"; note: the puzzle has "
                                        f"{'no' if exact.num_solutions == 0 else 'several'} solutions"))
+    if args.rollouts > 1:
+        print(f"rollout {int(res.rollout[0])} of {args.rollouts} chosen (select={args.select}, noise {args.noise}); "
+              f"{res.agreement[0]:.0%} of the rollouts agree; {int(res.compute_steps[0])} supervision steps in all")
     if args.png or args.gif:
         from trm import viz
         from trm.data.sudoku import decode_tokens
@@ -189,6 +203,7 @@ def _solve_sudoku(solver, args) -> None:
             print(f"picture: {args.png}")
         if args.gif:
             frames = [viz.draw_sudoku(board, t, truth=exact.solution if unique else None,
+                                      changed=None if k == 0 else t != trace[k - 1],
                                       title=f"step {k + 1}  halt p={p:.2f}")
                       for k, (t, p) in enumerate(zip(trace, res.trace_halt[0]))]
             viz.refinement_gif(frames, args.gif)
@@ -201,7 +216,7 @@ def _solve_maze(solver, args) -> None:
     from trm.data.maze import check_path, format_maze, parse_maze
     text = Path(args.puzzle).read_text() if Path(args.puzzle).is_file() else args.puzzle
     grid = parse_maze(text, allow_path=False)
-    res = solver.solve(grid, halting=args.halting, trace=bool(args.png))
+    res = solver.solve(grid, halting=args.halting, trace=bool(args.png), **_rollout_options(args))
     pred = res.answers[0]
     print(format_maze(pred))
     verdict = check_path(grid, pred)
@@ -290,18 +305,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-examples", type=int, default=0)
     e.add_argument("--device", default=None)
 
-    s = sub.add_parser("solve", help="solve one puzzle with a trained model")
+    s = sub.add_parser("solve", help="solve one puzzle (or an ARC task) with a trained model")
     s.add_argument("task", choices=("sudoku", "maze", "arc"))
     s.add_argument("puzzle", help="Sudoku: 81 characters ('.' or '0' blank) or a file; maze: a text file; "
                    "ARC: a task JSON file")
     s.add_argument("--checkpoint", default=None, help="run dir, exported model dir or .pt (default: the "
                    "example model shipped with trm)")
-    s.add_argument("--halting", default="adaptive", choices=("fixed", "adaptive"))
-    s.add_argument("--png", default=None, help="draw the refinement, one frame per supervision step")
+    s.add_argument("--halting", default="adaptive", choices=("fixed", "adaptive"),
+                   help="fixed: N_sup supervision steps (the paper); adaptive: stop when the halting head says so")
+    s.add_argument("--max-steps", type=int, default=None, help="cap on supervision steps (default N_sup)")
+    s.add_argument("--png", default=None, help="draw the refinement, one frame per supervision step "
+                   "(ARC: the task with the predicted attempts)")
     s.add_argument("--gif", default=None, help="animated refinement")
-    s.add_argument("--rollouts", type=int, default=1)
-    s.add_argument("--noise", type=float, default=0.0)
-    s.add_argument("--select", default="halt", choices=("halt", "vote"))
+    s.add_argument("--rollouts", type=int, default=1, help="K rollouts per puzzle (test-time scaling)")
+    s.add_argument("--noise", type=float, default=0.0, help="noise scale on the latent z, relative to its RMS")
+    s.add_argument("--noise-at", default="both", choices=("start", "every", "both"),
+                   help="add the noise to the initial state, at every supervision step, or both")
+    s.add_argument("--select", default="halt", choices=("halt", "vote"),
+                   help="keep the rollout with the highest halting probability, or the majority answer")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--versions", type=int, default=32, help="ARC: augmented versions of the task")
+    s.add_argument("--adapt-steps", type=int, default=100, help="ARC: optimizer steps fitting the task embedding")
+    s.add_argument("--adapt-lr", type=float, default=None, help="ARC: lr of the embedding fit (default: the "
+                   "training run's puzzle-embedding lr)")
 
     i = sub.add_parser("info", help="parameters, total steps and resolved config of a preset")
     i.add_argument("preset", nargs="?")
