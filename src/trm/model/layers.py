@@ -31,7 +31,13 @@ def swiglu_inner(dim: int, expansion: float) -> int:
 
 
 def rms_norm(x: torch.Tensor, eps: float, dim: int = -1) -> torch.Tensor:
-    """RMSNorm without a learned scale over ``dim``, computed in fp32, returned in the input dtype."""
+    """RMSNorm without a learned scale over ``dim``, computed in fp32, returned in the input dtype.
+
+    Over the last axis this is ``F.rms_norm`` (one fused kernel: it upcasts to fp32 internally and gives
+    the same values as the composite below, with a faster backward).
+    """
+    if dim in (-1, x.dim() - 1):
+        return F.rms_norm(x, (x.shape[-1],), eps=eps)
     xf = x.float()
     return (xf * torch.rsqrt(xf.square().mean(dim, keepdim=True) + eps)).to(x.dtype)
 
@@ -53,6 +59,39 @@ class Linear(nn.Module):
         return F.linear(x, self.weight.to(x.dtype), b)
 
 
+class _SiLUGate(torch.autograd.Function):
+    """silu(gate) * up from the fused [..., 2I] projection, with a lean backward.
+
+    Autograd would save gate, up and silu(gate), and its backward would concatenate the two halves of
+    the gradient (a copy of [..., 2I]). This saves only the projection, recomputes silu(gate) and writes
+    both halves straight into one buffer; the arithmetic is autograd's, so the values are identical.
+    """
+
+    @staticmethod
+    def forward(ctx, gate_up: torch.Tensor) -> torch.Tensor:
+        gate, up = gate_up.chunk(2, dim=-1)
+        ctx.save_for_backward(gate_up)
+        return F.silu(gate).mul_(up)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (gate_up,) = ctx.saved_tensors
+        gate, up = gate_up.chunk(2, dim=-1)
+        out = torch.empty_like(gate_up)
+        d_gate, d_up = out.chunk(2, dim=-1)
+        torch.mul(grad, F.silu(gate), out=d_up)
+        torch.ops.aten.silu_backward.grad_input(grad * up, gate, grad_input=d_gate)
+        return out
+
+
+def silu_gate(gate_up: torch.Tensor) -> torch.Tensor:
+    """SwiGLU activation silu(gate) * up of a fused projection ``gate_up`` = [gate | up] on the last axis."""
+    if torch.is_grad_enabled() and gate_up.requires_grad:
+        return _SiLUGate.apply(gate_up)
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate).mul_(up)
+
+
 class SwiGLU(nn.Module):
     """down(silu(gate) * up) with a fused gate/up projection."""
 
@@ -62,8 +101,7 @@ class SwiGLU(nn.Module):
         self.down = Linear(inner, dim, zero_init=zero_init_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up(x).chunk(2, dim=-1)
-        return self.down(F.silu(gate) * up)
+        return self.down(silu_gate(self.gate_up(x)))
 
 
 class Rotary(nn.Module):
@@ -107,19 +145,24 @@ class Attention(nn.Module):
 class SequenceMLP(nn.Module):
     """The MLP mixer ("mlp_t"): a SwiGLU along the sequence axis.
 
-    The public code transposes h to [B, D, S] and applies a SwiGLU over S. The same product is
-    ``W @ h`` on the untransposed [B, S, D] tensor (W: [out, S]), which needs no transpose or copy.
+    As in the public code it works on the transposed tensor [B, D, S] (:meth:`forward_t`): every matrix
+    product is then one plain [B*D, S] x [S, 2I] product and the norm over the sequence is over the last,
+    contiguous axis. :class:`Block` keeps the residual stream transposed around the mixer, so the only
+    data movement is one [B, S, D] layout change per direction and block (a strided input would make
+    ``F.linear`` fall back to a batched product with a materialised copy of the weight).
     """
 
     def __init__(self, seq_len: int, expansion: float, zero_init_out: bool = False):
         super().__init__()
         self.mlp = SwiGLU(seq_len, swiglu_inner(seq_len, expansion), zero_init_out=zero_init_out)
 
+    def forward_t(self, h_t: torch.Tensor) -> torch.Tensor:
+        """h_t: [B, D, S] -> the sequence-mixed [B, D, S]."""
+        return self.mlp(h_t)
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """h: [B, S, D] -> the sequence-mixed [B, S, D]."""
-        gate_up = torch.matmul(self.mlp.gate_up.weight.to(h.dtype), h)       # [B, 2I, D]
-        gate, up = gate_up.chunk(2, dim=-2)
-        return torch.matmul(self.mlp.down.weight.to(h.dtype), F.silu(gate) * up)  # [B, S, D]
+        """h: [B, S, D] -> the sequence-mixed [B, S, D] (a transposed view)."""
+        return self.forward_t(h.transpose(1, 2).contiguous()).transpose(1, 2)
 
 
 class Block(nn.Module):
@@ -137,10 +180,12 @@ class Block(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.mixer_kind == "attention":
-            h = rms_norm(h + self.mixer(h), self.eps)
+            h = rms_norm(self.mixer(h) + h, self.eps)
         else:   # mix along the sequence, with the norm over the sequence axis (as the public code)
-            h = rms_norm(h + self.mixer(h), self.eps, dim=-2)
-        return rms_norm(h + self.mlp(h), self.eps)
+            h_t = h.transpose(1, 2).contiguous()                      # [B, D, S]
+            h = rms_norm(self.mixer.forward_t(h_t) + h_t, self.eps).transpose(1, 2).contiguous()
+        # The freshly computed term first: the sum then takes its (contiguous) layout.
+        return rms_norm(self.mlp(h) + h, self.eps)
 
 
 class Network(nn.Module):

@@ -1,0 +1,199 @@
+"""Inference benchmark: halting modes and test-time scaling (K noisy rollouts) on a held-out set.
+
+    python benchmarks/bench_solve.py --checkpoint runs/sudoku-cpu --data data/sudoku-cpu \
+        [--limit 1000] [--ks 1,4,16,64] [--noise 0.5] [--out docs/img/solve]
+
+1. Halting: exact accuracy, mean supervision steps and puzzles/s with fixed N_sup steps (the paper) and
+   with adaptive halting (sigmoid(halt logit) > threshold; halted puzzles leave the batch), for a few
+   thresholds. The figure of merit is the step reduction at no accuracy loss.
+2. Rollouts: exact accuracy against K (rollouts per puzzle, rollout 0 noiseless, the others with noise on
+   z) for each selection rule (halt: highest halting probability; vote: majority), after rejecting
+   rollouts whose answer breaks a rule where another passes. Writes ``<out>_rollouts.png`` (accuracy vs
+   K) and prints a Markdown table and one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def timed(fn):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t0
+
+
+def exact(res, labels: np.ndarray) -> float:
+    return float((res.tokens == labels).all(1).mean())
+
+
+def bench_halting(model, inputs, labels, thresholds, batch_size) -> list[dict]:
+    rows = []
+    model.solve_tokens(inputs[:batch_size], halting="fixed", batch_size=batch_size)       # warm-up
+    for mode, thr in [("fixed", 0.5)] + [("adaptive", t) for t in thresholds]:
+        res, sec = timed(lambda: model.solve_tokens(inputs, halting=mode, halt_threshold=thr, batch_size=batch_size))
+        rows.append({"mode": mode, "threshold": thr if mode == "adaptive" else None, "exact": exact(res, labels),
+                     "valid": float(res.valid.mean()) if res.valid is not None else None,
+                     "mean_steps": float(res.steps.mean()), "puzzles_per_s": len(inputs) / sec, "seconds": sec})
+    return rows
+
+
+def bench_rollouts(model, inputs, labels, ks, noise, noise_at, selects, halting, batch_size, seed) -> list[dict]:
+    rows = []
+    for k in ks:
+        for sel in selects:
+            res, sec = timed(lambda: model.solve_tokens(inputs, halting=halting, rollouts=k, noise=noise,
+                                                        noise_at=noise_at, select=sel, batch_size=batch_size,
+                                                        seed=seed))
+            rows.append({"K": k, "select": sel, "noise": noise, "noise_at": noise_at, "halting": halting,
+                         "exact": exact(res, labels),
+                         "valid": float(res.valid.mean()) if res.valid is not None else None,
+                         "compute_steps": float(res.compute_steps.mean()), "puzzles_per_s": len(inputs) / sec,
+                         "seconds": sec})
+            if k == 1:
+                break            # one rollout: both rules pick it
+    return rows
+
+
+def plot(rows: list[dict], baseline: float, out_png: Path, title: str) -> None:
+    from trm import viz
+    fig = viz._figure((6.4, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    by_sel: dict[str, list[dict]] = {}
+    for r in rows:
+        for sel in ([r["select"]] if r["K"] > 1 else sorted({x["select"] for x in rows})):
+            by_sel.setdefault(sel, []).append(r)
+    for sel, rs in sorted(by_sel.items()):
+        rs = sorted(rs, key=lambda r: r["K"])
+        ks, acc = [r["K"] for r in rs], [100 * r["exact"] for r in rs]
+        ax.plot(ks, acc, marker="o", label=f"select = {sel}")
+        for k, a in zip(ks, acc):
+            ax.annotate(f"{a:.1f}", (k, a), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    ax.axhline(100 * baseline, color="grey", linestyle="--", linewidth=1, label="one run, N_sup steps")
+    ax.set_xscale("log", base=2)
+    ks = sorted({r["K"] for r in rows})
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("rollouts per puzzle K")
+    ax.set_ylabel("exact accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    viz._save_fig(fig, out_png)
+
+
+def markdown(halting: list[dict], rollouts: list[dict], n: int) -> str:
+    lines = [f"Held-out puzzles: {n}", "", "| halting | threshold | exact % | mean steps | puzzles/s |",
+             "|---|---|---|---|---|"]
+    for r in halting:
+        lines.append(f"| {r['mode']} | {r['threshold'] if r['threshold'] is not None else '-'} | "
+                     f"{100 * r['exact']:.1f} | {r['mean_steps']:.2f} | {r['puzzles_per_s']:.0f} |")
+    if rollouts:
+        lines += ["", "| K | select | noise | exact % | valid % | steps per puzzle (all rollouts) | puzzles/s |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in rollouts:
+            valid = f"{100 * r['valid']:.1f}" if r["valid"] is not None else "-"
+            lines.append(f"| {r['K']} | {r['select'] if r['K'] > 1 else '-'} | {r['noise'] if r['K'] > 1 else '-'} | "
+                         f"{100 * r['exact']:.1f} | {valid} | {r['compute_steps']:.1f} | {r['puzzles_per_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--checkpoint", required=True, help="run dir, exported model dir or .pt")
+    ap.add_argument("--data", default=None, help="dataset dir (default: the checkpoint's data.path)")
+    ap.add_argument("--limit", type=int, default=1000, help="held-out puzzles (first N of the test split)")
+    ap.add_argument("--thresholds", default="0.5,0.7,0.9")
+    ap.add_argument("--ks", default="1,4,16,64")
+    ap.add_argument("--noise", type=float, default=0.5)
+    ap.add_argument("--noise-at", default="both", choices=("start", "every", "both"))
+    ap.add_argument("--noise-sweep", default="", help="comma-separated noise scales to try at the largest K")
+    ap.add_argument("--select", default="halt,vote")
+    ap.add_argument("--rollout-halting", default="fixed", choices=("fixed", "adaptive"))
+    ap.add_argument("--batch-size", type=int, default=1024, help="rows per batch (puzzles x rollouts)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="docs/img/solve", help="prefix of the PNG and JSON written")
+    ap.add_argument("--skip-rollouts", action="store_true")
+    args = ap.parse_args(argv)
+
+    from trm.data.format import load_set, read_metadata
+    from trm.solve import load
+    torch.manual_seed(0)
+    model = load(args.checkpoint, device=args.device)
+    data = Path(args.data or model.config.data.path)
+    meta = read_metadata(data / "test")
+    if meta.seq_len != model.seq_len or meta.vocab_size != model.model.cfg.vocab_size:
+        sys.exit(f"error: {data} has seq_len {meta.seq_len} / vocab {meta.vocab_size}; the model expects "
+                 f"{model.seq_len} / {model.model.cfg.vocab_size}")
+    ps = load_set(data / "test")
+    n = min(args.limit, ps.num_examples) if args.limit else ps.num_examples
+    inputs, labels = np.asarray(ps.inputs[:n]), np.asarray(ps.labels[:n])
+    print(f"{model}\ndata {data} ({meta.task}), {n} held-out puzzles, device {model.device}", flush=True)
+
+    halting = bench_halting(model, inputs, labels, [float(t) for t in args.thresholds.split(",") if t],
+                            args.batch_size)
+    fixed = halting[0]
+    for r in halting:
+        print(f"halting {r['mode']:8s} thr {r['threshold'] or '-':>4}: exact {100 * r['exact']:5.1f}%  steps "
+              f"{r['mean_steps']:5.2f}  {r['puzzles_per_s']:8.1f} puzzles/s", flush=True)
+    no_loss = [r for r in halting[1:] if r["exact"] >= fixed["exact"]]
+    best = min(no_loss, key=lambda r: r["mean_steps"]) if no_loss else None
+    summary = {"fixed_exact": fixed["exact"], "fixed_steps": fixed["mean_steps"]}
+    if best:
+        summary.update(adaptive_threshold=best["threshold"], adaptive_exact=best["exact"],
+                       adaptive_steps=best["mean_steps"], step_reduction=fixed["mean_steps"] / best["mean_steps"],
+                       speedup=best["puzzles_per_s"] / fixed["puzzles_per_s"])
+        print(f"adaptive halting at no accuracy loss (threshold {best['threshold']}): "
+              f"{summary['step_reduction']:.1f}x fewer steps, {summary['speedup']:.1f}x puzzles/s", flush=True)
+    else:
+        print("adaptive halting lost accuracy at every threshold tried", flush=True)
+
+    rollouts, sweep = [], []
+    ks = [int(k) for k in args.ks.split(",") if k]
+    selects = [s for s in args.select.split(",") if s]
+    if args.noise_sweep and not args.skip_rollouts:
+        for s in [float(v) for v in args.noise_sweep.split(",")]:
+            sweep += bench_rollouts(model, inputs, labels, [max(ks)], s, args.noise_at, selects,
+                                    args.rollout_halting, args.batch_size, args.seed)
+            for r in sweep[-len(selects):]:
+                print(f"noise sweep: noise {s:4.2f} K {r['K']} select {r['select']}: exact "
+                      f"{100 * r['exact']:5.1f}%", flush=True)
+    if not args.skip_rollouts:
+        for k in ks:
+            rs = bench_rollouts(model, inputs, labels, [k], args.noise, args.noise_at, selects,
+                                args.rollout_halting, args.batch_size, args.seed)
+            rollouts += rs
+            for r in rs:
+                print(f"rollouts K {k:3d} select {r['select']}: exact {100 * r['exact']:5.1f}%  valid "
+                      f"{100 * (r['valid'] or 0):5.1f}%  steps/puzzle {r['compute_steps']:7.1f}  "
+                      f"{r['puzzles_per_s']:8.1f} puzzles/s", flush=True)
+        out = Path(args.out)
+        title = (f"{meta.task}: {n} held-out puzzles, noise {args.noise} on z ({args.noise_at}), "
+                 f"{args.rollout_halting} halting")
+        plot(rollouts, fixed["exact"], out.with_name(out.name + "_rollouts.png"), title)
+        print(f"curve: {out.with_name(out.name + '_rollouts.png')}")
+    print()
+    print(markdown(halting, rollouts, n))
+    result = {"checkpoint": str(args.checkpoint), "data": str(data), "task": meta.task, "puzzles": n,
+              "device": str(model.device), "halting": halting, "summary": summary, "rollouts": rollouts,
+              "noise_sweep": sweep}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from trm.train.checkpoint import atomic_write_text
+    atomic_write_text(out.with_name(out.name + ".json"), json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
