@@ -108,16 +108,32 @@ def markdown(halting: list[dict], rollouts: list[dict], n: int) -> str:
     return "\n".join(lines)
 
 
+def sweep(model, inputs, labels, noises, ats, k, selects, halting, batch_size, seed) -> list[dict]:
+    """Accuracy at K rollouts for every (noise, noise_at) on a tuning set (disjoint from the held-out set)."""
+    rows = []
+    for at in ats:
+        for s in noises:
+            rs = bench_rollouts(model, inputs, labels, [k], s, at, selects, halting, batch_size, seed)
+            rows += rs
+            print("sweep: noise %4.2f at %-5s K %d: %s" % (s, at, k, ", ".join(
+                f"{r['select']} {100 * r['exact']:5.1f}%" for r in rs)), flush=True)
+    return rows
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", required=True, help="run dir, exported model dir or .pt")
     ap.add_argument("--data", default=None, help="dataset dir (default: the checkpoint's data.path)")
-    ap.add_argument("--limit", type=int, default=1000, help="held-out puzzles (first N of the test split)")
+    ap.add_argument("--limit", type=int, default=1000, help="held-out puzzles (the first N of the test split)")
     ap.add_argument("--thresholds", default="0.5,0.7,0.9")
     ap.add_argument("--ks", default="1,4,16,64")
-    ap.add_argument("--noise", type=float, default=0.5)
-    ap.add_argument("--noise-at", default="both", choices=("start", "every", "both"))
-    ap.add_argument("--noise-sweep", default="", help="comma-separated noise scales to try at the largest K")
+    ap.add_argument("--noise", default="0.5", help="noise scale, or 'auto': the best of the sweep")
+    ap.add_argument("--noise-at", default="both", help="start | every | both, or 'auto': the best of the sweep")
+    ap.add_argument("--sweep-noise", default="0.1,0.25,0.5,1.0,2.0")
+    ap.add_argument("--sweep-at", default="start,every,both")
+    ap.add_argument("--sweep-k", type=int, default=16)
+    ap.add_argument("--sweep-limit", type=int, default=300,
+                    help="tuning puzzles for 'auto', taken after the held-out ones (disjoint)")
     ap.add_argument("--select", default="halt,vote")
     ap.add_argument("--rollout-halting", default="fixed", choices=("fixed", "adaptive"))
     ap.add_argument("--batch-size", type=int, default=1024, help="rows per batch (puzzles x rollouts)")
@@ -129,6 +145,7 @@ def main(argv=None) -> None:
 
     from trm.data.format import load_set, read_metadata
     from trm.solve import load
+    from trm.train.checkpoint import atomic_write_text
     torch.manual_seed(0)
     model = load(args.checkpoint, device=args.device)
     data = Path(args.data or model.config.data.path)
@@ -159,27 +176,34 @@ def main(argv=None) -> None:
     else:
         print("adaptive halting lost accuracy at every threshold tried", flush=True)
 
-    rollouts, sweep = [], []
+    rollouts, tuning = [], []
     ks = [int(k) for k in args.ks.split(",") if k]
     selects = [s for s in args.select.split(",") if s]
-    if args.noise_sweep and not args.skip_rollouts:
-        for s in [float(v) for v in args.noise_sweep.split(",")]:
-            sweep += bench_rollouts(model, inputs, labels, [max(ks)], s, args.noise_at, selects,
-                                    args.rollout_halting, args.batch_size, args.seed)
-            for r in sweep[-len(selects):]:
-                print(f"noise sweep: noise {s:4.2f} K {r['K']} select {r['select']}: exact "
-                      f"{100 * r['exact']:5.1f}%", flush=True)
+    noise, noise_at = args.noise, args.noise_at
+    if not args.skip_rollouts and "auto" in (noise, noise_at):
+        lo, hi = n, min(ps.num_examples, n + args.sweep_limit)
+        if hi <= lo:
+            sys.exit("error: --noise/--noise-at auto need tuning puzzles beyond --limit in the test split")
+        noises = [float(v) for v in args.sweep_noise.split(",")] if noise == "auto" else [float(noise)]
+        ats = args.sweep_at.split(",") if noise_at == "auto" else [noise_at]
+        print(f"tuning on test puzzles {lo}..{hi - 1} (disjoint from the held-out set)", flush=True)
+        tuning = sweep(model, np.asarray(ps.inputs[lo:hi]), np.asarray(ps.labels[lo:hi]), noises, ats, args.sweep_k,
+                       selects, args.rollout_halting, args.batch_size, args.seed)
+        top = max(tuning, key=lambda r: (r["exact"], -r["noise"]))
+        noise, noise_at = top["noise"], top["noise_at"]
+        print(f"chosen: noise {noise} at {noise_at} ({top['select']} {100 * top['exact']:.1f}% on the tuning set)")
     if not args.skip_rollouts:
+        noise = float(noise)
         for k in ks:
-            rs = bench_rollouts(model, inputs, labels, [k], args.noise, args.noise_at, selects,
-                                args.rollout_halting, args.batch_size, args.seed)
+            rs = bench_rollouts(model, inputs, labels, [k], noise, noise_at, selects, args.rollout_halting,
+                                args.batch_size, args.seed)
             rollouts += rs
             for r in rs:
                 print(f"rollouts K {k:3d} select {r['select']}: exact {100 * r['exact']:5.1f}%  valid "
                       f"{100 * (r['valid'] or 0):5.1f}%  steps/puzzle {r['compute_steps']:7.1f}  "
                       f"{r['puzzles_per_s']:8.1f} puzzles/s", flush=True)
         out = Path(args.out)
-        title = (f"{meta.task}: {n} held-out puzzles, noise {args.noise} on z ({args.noise_at}), "
+        title = (f"{meta.task}: {n} held-out puzzles, noise {noise} x RMS on z ({noise_at}), "
                  f"{args.rollout_halting} halting")
         plot(rollouts, fixed["exact"], out.with_name(out.name + "_rollouts.png"), title)
         print(f"curve: {out.with_name(out.name + '_rollouts.png')}")
@@ -187,10 +211,9 @@ def main(argv=None) -> None:
     print(markdown(halting, rollouts, n))
     result = {"checkpoint": str(args.checkpoint), "data": str(data), "task": meta.task, "puzzles": n,
               "device": str(model.device), "halting": halting, "summary": summary, "rollouts": rollouts,
-              "noise_sweep": sweep}
+              "tuning": tuning, "noise": noise, "noise_at": noise_at}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from trm.train.checkpoint import atomic_write_text
     atomic_write_text(out.with_name(out.name + ".json"), json.dumps(result, indent=2))
     print(json.dumps(result))
 

@@ -1,3 +1,28 @@
-"""trm: Tiny Recursive Models (arXiv 2510.04871) and HRM, faithful and fast, in PyTorch."""
+"""trm: Tiny Recursive Models (arXiv 2510.04871) and HRM, faithful and fast, in PyTorch.
+
+    import trm
+    model = trm.load("runs/sudoku-cpu")          # a run dir, an exported model dir or a .pt checkpoint
+    result = model.solve(puzzle, halting="adaptive")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from trm.solve import TRM, SolveResult
+
+
+def load(path: Any, device: Any = "auto") -> "TRM":
+    """Load a trained model (see :func:`trm.solve.load`); torch is imported on first use."""
+    from trm.solve import load as _load
+    return _load(path, device)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("TRM", "SolveResult"):
+        import trm.solve
+        return getattr(trm.solve, name)
+    raise AttributeError(f"module 'trm' has no attribute {name!r}")

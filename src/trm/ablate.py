@@ -6,11 +6,15 @@ A spec is a YAML file (``trm/presets/ablations/NAME.yaml`` or any path)::
     dataset: {path: data/sudoku-4x4, build: {task: sudoku, size: 4}}   # optional: every variant's data
     budget: {steps: 300}            # and/or {minutes: 2}; {} keeps each preset's own length
     seeds: [0, 1]
-    overrides: [model.hidden_size=64, train.lr=1e-3]   # every variant, after its preset
+    overrides: [model.hidden_size=64, train.lr=1e-3]   # every variant, after its preset (*)
     variants:
       - {name: "TRM (T=3, n=6)", preset: sudoku-extreme-mlp, paper: 87.4}
       - {name: "1-step gradient", preset: ablate-sudoku-1step, paper: 56.5}
       - {name: "T=2, n=2", preset: sudoku-extreme-mlp, overrides: [model.T=2, model.n=2]}
+
+(*) A derived preset's own settings (those in its file, next to ``base:``) are re-applied after the
+common overrides: shrinking the runs never undoes what defines a variant (HRM's T and n, direct-sudoku's
+N_sup = 1); a notice names each common override so kept out.
 
 Each (variant, seed) is a real ``trm.train.loop.train`` run in ``OUT/runs/<variant>-s<seed>``; its final
 evaluation is read back from ``metrics.jsonl``. A finished run is reused and an interrupted one resumed
@@ -144,8 +148,9 @@ def slug(name: str) -> str:
 
 def variant_config(spec: AblationSpec, variant: Variant, seed: int, out_dir: str | Path,
                    extra_overrides: list[str] | None = None) -> Config:
-    """The run's Config: preset, then the common overrides, the spec's dataset, the variant's overrides,
-    and last the budget, seed and run directory."""
+    """The run's Config, in this order: the preset; the common overrides (spec, then ``--set``); the
+    preset's own defining settings again (see :func:`defining_settings`); the spec's dataset; the
+    variant's overrides; last the budget, seed and run directory."""
     data = []
     if spec.dataset:   # vocabulary, length and identifiers then come from that dataset
         data = [f"data.path={spec.dataset['path']}", f"data.build={json.dumps(spec.dataset.get('build') or {})}",
@@ -171,7 +176,7 @@ def defining_settings(preset: str) -> list[str]:
     path = Path(preset)
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = preset_dir() / f"{preset}.yaml"
-    raw = yaml.safe_load(path.read_text()) or {} if path.is_file() else {}
+    raw = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
     if not raw.get("base"):
         return []
     return _overrides({f"{sec}.{k}": v for sec, vals in raw.items() if isinstance(vals, dict)
@@ -180,8 +185,12 @@ def defining_settings(preset: str) -> list[str]:
 
 def superseded(spec: AblationSpec, variant: Variant, extra_overrides: list[str] | None = None) -> list[str]:
     """Common overrides that a variant's preset replaces by its own defining value (for a notice)."""
-    own = {o.split("=", 1)[0].strip() for o in defining_settings(variant.preset) + variant.overrides}
-    return [o for o in spec.overrides + list(extra_overrides or []) if o.split("=", 1)[0].strip() in own]
+    def parse(o: str) -> tuple[str, Any]:
+        k, v = o.split("=", 1)
+        return k.strip(), yaml.safe_load(v)
+    own = dict(parse(o) for o in defining_settings(variant.preset) + variant.overrides)
+    return [o for o in spec.overrides + list(extra_overrides or [])
+            if parse(o)[0] in own and parse(o)[1] != own[parse(o)[0]]]
 
 
 def network_calls(cfg: Config) -> int:
@@ -248,20 +257,30 @@ def _same_config(run_dir: Path, cfg: Config) -> bool:
 
 
 def train_variant(cfg: Config, progress: bool = True) -> tuple[Path, float, bool]:
-    """Train one run (reusing a finished one, resuming an interrupted one). -> (run dir, seconds, reused)."""
+    """Train one run (reusing a finished one, resuming an interrupted one).
+
+    Returns (run dir, wall seconds of its training call(s), reused).
+    """
+    from trm.train.checkpoint import atomic_write_text
     from trm.train.loop import run_dir_for, train
     run = run_dir_for(cfg)
+    timing = run / "ablate-time.json"
     if (run / "config.yaml").is_file() and not _same_config(run, cfg):
         raise TRMError(f"{run} holds a run with another config; choose another --out or delete it")
+    spent = json.loads(timing.read_text())["seconds"] if timing.is_file() else 0.0
     if _finished(run):
-        return run, 0.0, True
+        return run, spent, True
     resume = (run / "checkpoints" / "last.pt").is_file()
     t0 = time.time()
-    train(cfg, resume=resume, progress=progress)
+    try:
+        train(cfg, resume=resume, progress=progress)
+    finally:
+        if run.is_dir():
+            atomic_write_text(timing, json.dumps({"seconds": spent + time.time() - t0}))
     if not _finished(run):
         raise TRMError(f"{run} stopped before its final evaluation; run the same `trm ablate` command "
                        "again to resume it")
-    return run, time.time() - t0, False
+    return run, spent + time.time() - t0, False
 
 
 def run_ablation(spec: AblationSpec, out_dir: str | Path, *, extra_overrides: list[str] | None = None,
@@ -297,7 +316,7 @@ def run_ablation(spec: AblationSpec, out_dir: str | Path, *, extra_overrides: li
                          "eval": ev})
             print(f"[{k}/{len(jobs)}] {v.name} (seed {s}): exact {100 * ev['exact']:.1f}%, cells "
                   f"{100 * ev['accuracy']:.1f}% after {ev['last_step']} steps"
-                  + (" (reused)" if reused else f" in {secs:.0f} s"), flush=True)
+                  + f" in {secs:.0f} s" + (" (reused)" if reused else ""), flush=True)
         rows.append(_row(v, cfg, runs))
     result = {"spec": spec.name, "description": spec.description, "command": command,
               "budget": {"steps": spec.steps, "minutes": spec.minutes}, "seeds": spec.seeds,
@@ -370,16 +389,19 @@ def write_outputs(result: dict, out_dir: str | Path) -> None:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("ablate", help="train a list of variants under one budget and tabulate them "
-                       "(paper Table 1 shape)", description=__doc__.split("\n\n")[0])
+                       "(paper Table 1 shape)", description="Train a list of variants under one budget and write "
+                       "a table like the paper's Table 1 (table.md, table.json, bars.png).")
     p.add_argument("spec", nargs="?", help="ablation spec name (trm/presets/ablations) or YAML path")
     p.add_argument("--out", default=None, help="output directory (default runs/ablate-SPEC)")
     p.add_argument("--steps", type=int, default=None, help="budget: optimizer steps per run")
     p.add_argument("--minutes", type=float, default=None, help="budget: wall minutes per run")
     p.add_argument("--seeds", default=None, help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--data", default=None, help="dataset directory for every variant (replaces the spec's)")
-    p.add_argument("--only", default=None, help="comma-separated variant names to run")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="extra overrides for every variant (applied before each variant's own)")
+    p.add_argument("--only", default=None, help="comma-separated variants to run, named as in their run "
+                   "directories (e.g. hrm,w-1-step-gradient)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an extra override for every variant, applied with the spec's common overrides "
+                   "(repeatable)")
     p.add_argument("--list", action="store_true", help="list the ablation specs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

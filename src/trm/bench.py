@@ -380,7 +380,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="training / inference throughput, fraction of the matmul peak, memory")
+    p = sub.add_parser("bench", help="training / inference throughput, fraction of the matmul peak, memory",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
 
 
@@ -406,10 +407,11 @@ def cases_from_args(args) -> list[Case]:
     for d in dtypes:
         if d not in DTYPES:
             raise ConfigError(f"--dtypes: {d!r} is not one of {', '.join(DTYPES)}")
+    # Eager cases first: a run cut short (time limit) still has them.
     return [Case(config=c, dtype=d, compile=comp, batch=args.batch or _default_batch(c, args.device),
                  device=args.device, seconds=args.seconds, min_steps=args.min_steps,
                  overrides=tuple(args.set))
-            for c in _expand_configs(args.configs) for d in dtypes for comp in args.compile]
+            for comp in args.compile for c in _expand_configs(args.configs) for d in dtypes]
 
 
 HEADER = (f"{'config':<22}{'dtype':<9}{'compile':<8}{'batch':>6} | {'train/s':>8}{'GFLOP/s':>9}{'%peak':>7}"
@@ -438,7 +440,7 @@ def run(args) -> dict:
     print(f"matmul peak: bf16 {peak['bfloat16']:.0f} GFLOP/s, fp32 {peak['float32']:.0f} GFLOP/s")
     limits = {}
     for name in dict.fromkeys(c.config for c in cases):
-        m = case_config(Case(name, "bfloat16", False, 1, args.device, 0)).model
+        m = case_config(Case(name, "bfloat16", False, 1, args.device, 0, overrides=tuple(args.set))).model
         tf, inf = step_flops(m, True), step_flops(m, False)
         limits[name] = {"train_gflop_per_step": round(tf / 1e9, 2), "infer_gflop_per_step": round(inf / 1e9, 2),
                         "train_limit_steps_per_s": round(max(peak.values()) * 1e9 / tf, 2),
@@ -449,22 +451,26 @@ def run(args) -> dict:
     print("example-steps/s; %peak = of the same-dtype matmul peak, %lim = of the bf16 limit; "
           "mem = training peak" + (" (RSS growth)" if args.device == "cpu" else " (allocated)"))
     print(HEADER)
-    results = []
+    report = {"machine": info, "matmul_peak_gflops": peak, "limits": limits, "results": [],
+              "seconds_per_phase": args.seconds, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     for case in cases:
         res = run_case(case) if args.in_process else run_case_subprocess(case)
-        res = summarise(res, peak)
-        results.append(res)
+        report["results"].append(summarise(res, peak))
         print(format_row(res), flush=True)
-    report = {"machine": info, "matmul_peak_gflops": peak, "limits": limits, "results": results,
-              "seconds_per_phase": args.seconds, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if args.json:                               # after every case: a cut-short run keeps its figures
+            _write_json(Path(args.json), report)
+    report["machine"]["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2))
-        os.replace(tmp, path)
-        print(f"JSON written to {path}")
+        _write_json(Path(args.json), report)
+        print(f"JSON written to {args.json}")
     return report
+
+
+def _write_json(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -473,7 +479,8 @@ def main(argv: list[str] | None = None) -> None:
         case = Case(**{**json.loads(argv[1]), "overrides": tuple(json.loads(argv[1]).get("overrides", ()))})
         print(json.dumps(run_case(case)), flush=True)
         return
-    p = argparse.ArgumentParser(prog="trm bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="trm bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     run(p.parse_args(argv))
 

@@ -121,6 +121,8 @@ class Config:
         return json.dumps(self.to_dict(), indent=2)
 
 
+SECTIONS = tuple(f.name for f in fields(Config) if f.name != "preset")
+
 CHOICES = {
     "model.mixer": ("attention", "mlp"),
     "model.pos_encoding": ("rope", "learned", "none"),
@@ -167,9 +169,13 @@ def _load_yaml(name_or_path: str, seen: tuple[str, ...] = ()) -> dict:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     base = raw.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"{path}: base must name a preset, got {base!r}")
     raw.pop("description", None)
     if base:
         merged = _load_yaml(base, seen + (str(path),))
@@ -206,6 +212,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
                 raise TypeError
             return float(value)
         if typ is str:
+            if value is None or isinstance(value, (list, dict, tuple)):
+                raise TypeError
             return str(value)
         if origin is tuple:
             args = typing.get_args(typ)
@@ -216,7 +224,7 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             if not isinstance(value, dict):
                 raise TypeError
             return dict(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         name = getattr(typ, "__name__", str(typ))
         raise ConfigError(f"{key}: expected {name}, got {value!r}") from None
     return value
@@ -238,7 +246,10 @@ def _set(cfg: Config, key: str, value: Any) -> None:
     if "." in name and name.split(".")[0] in hints and hints[name.split(".")[0]] is dict:
         top, sub = name.split(".", 1)       # data.build.train_size=100
         d = dict(getattr(section, top))
-        d[sub] = yaml.safe_load(value) if isinstance(value, str) else value
+        try:
+            d[sub] = yaml.safe_load(value) if isinstance(value, str) else value
+        except yaml.YAMLError:
+            raise ConfigError(f"{key}: cannot parse {value!r}") from None
         setattr(section, top, d)
         return
     if name not in hints:
@@ -273,9 +284,40 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("model.halt_exploration_prob must be in [0, 1]")
     if not 0.0 <= t.ema_rate < 1.0:
         raise ConfigError("train.ema_rate must be in [0, 1)")
-    if t.lr <= 0:
-        raise ConfigError("train.lr must be > 0")
+    _check_ranges(cfg)
     return cfg
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Impossible numbers: negative counts, non-positive scales, rates outside their interval, NaN or inf."""
+    m, t, e = cfg.model, cfg.train, cfg.eval
+    inf = float("inf")
+    at_least_0 = [("model.vocab_size", m.vocab_size), ("model.seq_len", m.seq_len),
+                  ("model.num_puzzle_ids", m.num_puzzle_ids), ("train.epochs", t.epochs),
+                  ("train.eval_interval", t.eval_interval), ("train.max_steps", t.max_steps),
+                  ("train.max_minutes", t.max_minutes), ("train.weight_decay", t.weight_decay),
+                  ("train.puzzle_emb_lr", t.puzzle_emb_lr), ("train.puzzle_emb_weight_decay", t.puzzle_emb_weight_decay),
+                  ("train.halt_loss_weight", t.halt_loss_weight), ("train.seed", t.seed),
+                  ("train.checkpoint_every", t.checkpoint_every), ("eval.batch_size", e.batch_size),
+                  ("eval.max_examples", e.max_examples), ("eval.report_puzzles", e.report_puzzles)]
+    above_0 = [("model.expansion", m.expansion), ("model.rope_theta", m.rope_theta),
+               ("model.rms_norm_eps", m.rms_norm_eps), ("train.lr", t.lr)]
+    for key, v in at_least_0:
+        if not 0 <= v < inf:           # False for NaN too
+            raise ConfigError(f"{key} must be >= 0 and finite, got {v}")
+    for key, v in above_0:
+        if not 0 < v < inf:
+            raise ConfigError(f"{key} must be > 0 and finite, got {v}")
+    if not t.log_every >= 1:
+        raise ConfigError(f"train.log_every must be >= 1, got {t.log_every}")
+    if not 0 <= t.lr_min_ratio <= 1:
+        raise ConfigError(f"train.lr_min_ratio must be in [0, 1], got {t.lr_min_ratio}")
+    if not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"train.betas must both be in [0, 1), got {list(t.betas)}")
+    if not (t.device in ("auto", "cpu", "cuda", "mps") or (t.device.startswith("cuda:") and t.device[5:].isdigit())):
+        raise ConfigError(f"train.device={t.device!r}: expected auto, cpu, cuda, cuda:N or mps")
+    if not cfg.data.train_set or not cfg.data.test_set:
+        raise ConfigError("data.train_set and data.test_set must name a set (usually 'all')")
 
 
 def load_config(preset: str | None = None, overrides: list[str] | None = None) -> Config:
@@ -287,6 +329,8 @@ def load_config(preset: str | None = None, overrides: list[str] | None = None) -
         for section, values in raw.items():
             if section == "preset":
                 continue
+            if section not in SECTIONS:
+                raise ConfigError(f"preset {preset}: unknown section {section!r} (sections: {', '.join(SECTIONS)})")
             if not isinstance(values, dict):
                 raise ConfigError(f"preset {preset}: section {section!r} must be a mapping")
             for k, v in values.items():
@@ -306,11 +350,15 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 
 def config_from_dict(d: dict) -> Config:
     """Rebuild a Config saved with ``to_dict`` (checkpoints, config.json); unknown keys are an error."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"a saved config must be a mapping of sections, got {type(d).__name__}")
     cfg = Config()
     for section, values in d.items():
         if section == "preset":
-            cfg.preset = values
+            cfg.preset = _coerce(values, str, "preset") if values is not None else ""
             continue
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown section {section!r} in the saved config (sections: {', '.join(SECTIONS)})")
         if not isinstance(values, dict):
             raise ConfigError(f"config section {section!r} must be a mapping")
         for k, v in values.items():

@@ -1,19 +1,35 @@
-"""One-page run report (Markdown): config, final metrics, curves, accuracy by supervision step, and a
-few solved held-out puzzles with their refinement strip.
+"""One-page run report: config, final metrics, training curves, accuracy by supervision step, a few
+solved held-out puzzles and one puzzle's refinement over the supervision steps (changed cells
+highlighted, halting probability shown).
 
-    trm report RUN_DIR
+    trm report RUN_DIR        # writes RUN_DIR/report.md and RUN_DIR/report.html (self-contained)
+
+At the end of training the loop calls :func:`draw_run_pictures` and :func:`write_report`; run on its
+own, :func:`write_report` draws the curves from ``metrics.jsonl`` and, when the pictures are missing,
+loads the run's model and its test split to draw them.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
 
 from trm.errors import TRMError
 from trm.train.checkpoint import atomic_write_text
+
+PICTURES = ("solved.png", "refinement.png")
+CAPTIONS = {
+    "solved.png": "Held-out puzzles: the model's answer (Sudoku: blue digits filled, red wrong; maze: "
+                  "cells differing from the label outlined orange).",
+    "refinement.png": "One held-out puzzle after every supervision step: cells changed since the previous "
+                      "step in yellow, the halting probability under each step.",
+}
 
 
 def _last_eval(metrics_path: Path) -> dict[str, float]:
@@ -26,62 +42,254 @@ def _last_eval(metrics_path: Path) -> dict[str, float]:
     return last
 
 
+# ---------------------------------------------------------------------------------------------------
+# Pictures
+
+
 def draw_run_pictures(run_dir: Path, model, ps, meta, result, count: int = 4) -> list[str]:
-    """solved.png (a few held-out predictions) and refinement.png (one puzzle, every step)."""
+    """solved.png (a few held-out predictions), refinement.png and refinement.gif (one held-out puzzle,
+    every supervision step, changed cells highlighted, halting probability shown). Returns the names of
+    the pictures written (the GIF is linked from the report, not embedded)."""
     from trm import viz
-    from trm.eval.evaluate import evaluate
+    from trm.config import Config
+    from trm.solve import TRM
     from trm.tasks import draw_example
-    names = []
+    run_dir = Path(run_dir)
     n = min(count, len(result.preds))
     if n == 0:
-        return names
+        return []
     grid = tuple(meta.grid_shape) if meta.grid_shape else None
-    frames = [draw_example(meta.task, ps.inputs[i], result.preds[i], ps.labels[i],
-                           title=f"test #{i}: {'solved' if (result.preds[i] == ps.labels[i]).all() else 'wrong'}"
-                           f", {int(result.steps[i])} steps", grid=grid) for i in range(n)]
+    frames = []
+    for i in range(n):
+        ok = bool((np.asarray(result.preds[i]) == np.asarray(ps.labels[i])).all())
+        frames.append(draw_example(meta.task, ps.inputs[i], result.preds[i], ps.labels[i], grid=grid,
+                                   title=f"test #{i}: {'solved' if ok else 'wrong'}, {int(result.steps[i])} steps"))
     viz.save_png(viz.refinement_strip(frames, [""] * n, max_cols=4), run_dir / "solved.png")
-    names.append("solved.png")
-    one = type(ps)(ps.inputs[:1], ps.labels[:1], ps.puzzle_identifiers[:1], np.array([0, 1], np.int32),
-                   np.array([0, 1], np.int32))
-    tr = evaluate(model, one, meta.ignore_label_id, batch_size=1, device=next(model.parameters()).device,
-                  keep_trace=True)
-    steps = [tr.trace[0, k] for k in range(tr.trace.shape[1])]
-    pics = [draw_example(meta.task, ps.inputs[0], s, ps.labels[0], grid=grid) for s in steps]
-    captions = [f"step {k + 1}" for k in range(len(pics))]
-    viz.save_png(viz.refinement_strip(pics, captions, max_cols=8), run_dir / "refinement.png")
+    names = ["solved.png"]
+
+    device = next(model.parameters()).device
+    solver = TRM(model, Config(model=model.cfg), {"task": meta.task, "grid_shape": meta.grid_shape}, device)
+    m = min(len(result.preds), 32 if meta.task != "arc" else 4)
+    pid = np.repeat(np.asarray(ps.puzzle_identifiers), np.diff(np.asarray(ps.puzzle_indices)))[:m]
+    res = solver.solve_tokens(np.asarray(ps.inputs[:m]), puzzle_ids=pid, halting="fixed", trace=True,
+                              batch_size=m)
+    i = _interesting(res.trace, np.asarray(ps.labels[:m]))
+    strip, gif = _refinement(meta.task, np.asarray(ps.inputs[i]), res.trace[i], res.trace_halt[i],
+                             np.asarray(ps.labels[i]), grid, title=f"test #{i}, every supervision step")
+    viz.save_png(strip, run_dir / "refinement.png")
+    viz.refinement_gif(gif, run_dir / "refinement.gif")
     names.append("refinement.png")
     return names
 
 
+def _interesting(trace: np.ndarray, labels: np.ndarray) -> int:
+    """A puzzle solved at the last step that needed the most steps to get right (else the first one)."""
+    right = (trace == labels[:, None]).all(-1)            # [m, steps]
+    solved = right[:, -1]
+    if not solved.any():
+        return 0
+    first_right = np.where(right.any(1), right.argmax(1), trace.shape[1])
+    return int(np.argmax(np.where(solved, first_right, -1)))
+
+
+def _refinement(task: str, inputs: np.ndarray, trace: np.ndarray, halt: np.ndarray, label: np.ndarray,
+                grid: tuple[int, int] | None, title: str):
+    """(strip image, GIF frames) of one puzzle's answer after every supervision step."""
+    from trm import viz
+    if task == "sudoku":
+        from trm.data.sudoku import decode_tokens
+        side = int(round(len(inputs) ** 0.5))
+        b = lambda t: decode_tokens(np.asarray(t), side).reshape(side, side)  # noqa: E731
+        boards = [b(t) for t in trace]
+        strip = viz.sudoku_refinement(b(inputs), boards, list(halt), truth=b(label), title=title)
+        gif = [viz.draw_sudoku(b(inputs), s, truth=b(label), changed=None if k == 0 else s != boards[k - 1],
+                               title=f"step {k + 1}  halt p={float(p):.2f}")
+               for k, (s, p) in enumerate(zip(boards, halt))]
+        return strip, gif
+    if task == "maze":
+        h, w = grid or (int(round(len(inputs) ** 0.5)),) * 2
+        grids = [np.asarray(t).reshape(h, w) for t in trace]
+        cell = max(4, min(12, 480 // max(h, w)))
+        strip = viz.maze_refinement(inputs.reshape(h, w), grids, list(halt), truth=label.reshape(h, w),
+                                    cell=cell, title=title)
+        gif = [viz.draw_maze(g, truth=label.reshape(h, w), changed=None if k == 0 else g != grids[k - 1],
+                             cell=cell, title=f"step {k + 1}  halt p={float(p):.2f}")
+               for k, (g, p) in enumerate(zip(grids, halt))]
+        return strip, gif
+    from trm.solve_arc import arc_refinement_frames
+    frames = arc_refinement_frames(trace, halt)
+    return viz.refinement_strip(frames, [""] * len(frames), max_cols=8, title=title), frames
+
+
+def _draw_missing_pictures(run_dir: Path, cfg: dict, count: int) -> tuple[list[str], str]:
+    """Load the run's model and test split and draw the pictures; ('', reason) when impossible."""
+    from trm.data.format import load_set, read_metadata
+    from trm.errors import TRMError as _E
+    from trm.eval.evaluate import evaluate
+    from trm.solve import load
+    data = Path(cfg.get("data", {}).get("path", ""))
+    if not (data / "test" / "dataset.json").is_file():
+        return [], f"the run's test split ({data}/test) is not on disk"
+    try:
+        solver = load(run_dir)
+    except _E as e:
+        return [], f"no model to draw with ({e})"
+    meta = read_metadata(data / "test")
+    ps = load_set(data / "test")
+    if meta.seq_len != solver.seq_len:
+        return [], f"{data} does not match the model (seq_len {meta.seq_len} vs {solver.seq_len})"
+    res = evaluate(solver.model, ps, meta.ignore_label_id, batch_size=64, max_examples=max(count, 1),
+                   device=solver.device)
+    return draw_run_pictures(run_dir, solver.model, ps, meta, res, count), ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The page
+
+
+def _params(cfg: dict) -> int | None:
+    try:
+        import torch
+
+        from trm.config import config_from_dict
+        from trm.model.recursive import RecursiveReasoner
+        c = config_from_dict(cfg)
+        if not (c.model.vocab_size and c.model.seq_len):
+            return None
+        with torch.device("meta"):
+            return RecursiveReasoner(c.model).num_params()
+    except Exception:  # noqa: BLE001 - a summary figure only
+        return None
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def _blocks(run_dir: Path, cfg: dict, final: dict, exact_by_step, pictures: list[str], note: str) -> list[tuple]:
+    """The page as a list of (kind, content) blocks, rendered to Markdown and HTML."""
+    m, t, d = cfg.get("model", {}), cfg.get("train", {}), cfg.get("data", {})
+    params = _params(cfg)
+    summary = [("run", run_dir.name), ("preset", cfg.get("preset", "") or "-"),
+               ("task / data", f"{(d.get('build') or {}).get('task', '?')} / {d.get('path', '?')}"),
+               ("model", f"{m.get('mixer')} mixer, hidden {m.get('hidden_size')}, {m.get('num_layers')} layers, "
+                         f"T={m.get('T')}, n={m.get('n')}, N_sup={m.get('N_sup')}"),
+               ("parameters", f"{params:,}" if params else "-"),
+               ("training", f"batch {t.get('global_batch_size')}, lr {t.get('lr')}, {t.get('optimizer')}, "
+                            f"loss {t.get('loss')}, EMA {t.get('ema')}")]
+    if final.get("step") is not None:
+        summary.append(("evaluated at step", _fmt(final["step"])))
+    blocks: list[tuple] = [("h1", f"Run report: {run_dir.name}"), ("table", (["", ""], summary))]
+    if (run_dir / "curves.png").is_file():
+        blocks += [("h2", "Training curves"), ("img", "curves.png"),
+                   ("p", "From metrics.jsonl; eval/* lines are dashed (EMA weights).")]
+    if final:
+        rows = [(k.replace("eval/", ""), _fmt(v)) for k, v in final.items()
+                if isinstance(v, (int, float)) and k != "step"]
+        blocks += [("h2", "Final evaluation (EMA weights, held-out split)"), ("table", (["metric", "value"], rows))]
+    if exact_by_step is not None and len(exact_by_step):
+        blocks += [("h2", "Exact accuracy after each supervision step"), ("img", "accuracy_by_step.png"),
+                   ("p", " ".join(f"{k + 1}: {v:.3f}" for k, v in enumerate(exact_by_step)))]
+    elif (run_dir / "accuracy_by_step.png").is_file():
+        blocks += [("h2", "Exact accuracy after each supervision step"), ("img", "accuracy_by_step.png")]
+    for pic in pictures:
+        title = {"solved.png": "Solved held-out puzzles", "refinement.png": "Refinement over supervision steps"}
+        blocks += [("h2", title.get(pic, pic[:-4].capitalize())), ("img", pic)]
+        if pic in CAPTIONS:
+            blocks.append(("p", CAPTIONS[pic]))
+        if pic == "refinement.png" and (run_dir / "refinement.gif").is_file():
+            blocks.append(("link", ("refinement.gif", "the same as an animation")))
+    if note:
+        blocks.append(("p", f"No puzzle pictures: {note}."))
+    blocks += [("h2", "Resolved config"), ("pre", yaml.safe_dump(cfg, sort_keys=False).rstrip())]
+    return blocks
+
+
+def _markdown(blocks: list[tuple]) -> str:
+    out = []
+    for kind, c in blocks:
+        if kind == "h1":
+            out += [f"# {c}", ""]
+        elif kind == "h2":
+            out += [f"## {c}", ""]
+        elif kind == "p":
+            out += [c, ""]
+        elif kind == "img":
+            out += [f"![{c[:-4]}]({c})", ""]
+        elif kind == "link":
+            out += [f"[{c[1]}]({c[0]})", ""]
+        elif kind == "table":
+            head, rows = c
+            out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            out += ["| " + " | ".join(str(v) for v in r) + " |" for r in rows] + [""]
+        elif kind == "pre":
+            out += ["```yaml", c, "```", ""]
+    return "\n".join(out)
+
+
+def _html(blocks: list[tuple], run_dir: Path) -> str:
+    e = html.escape
+    out = ["<!doctype html>", '<html><head><meta charset="utf-8">',
+           f"<title>{e(blocks[0][1])}</title>",
+           "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+           "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+           "text-align:left}img{max-width:100%;border:1px solid #eee}pre{background:#f6f6f6;padding:1em;"
+           "overflow:auto;font-size:12px}</style></head><body>"]
+    for kind, c in blocks:
+        if kind in ("h1", "h2"):
+            out.append(f"<{kind}>{e(c)}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{e(c)}</p>")
+        elif kind == "img":
+            data = base64.b64encode((run_dir / c).read_bytes()).decode() if (run_dir / c).is_file() else ""
+            out.append(f'<p><img alt="{e(c)}" src="data:image/png;base64,{data}"></p>')
+        elif kind == "link":
+            out.append(f'<p><a href="{e(c[0])}">{e(c[1])}</a></p>')
+        elif kind == "table":
+            head, rows = c
+            out.append("<table>" + ("<tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>" if any(head) else ""))
+            out += ["<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>" for r in rows]
+            out.append("</table>")
+        elif kind == "pre":
+            out.append(f"<pre>{e(c)}</pre>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
 def write_report(run_dir: str | Path, final_metrics: dict | None = None, exact_by_step=None,
-                 pictures: list[str] | None = None) -> Path:
-    """Write ``report.md`` and ``curves.png`` into the run directory."""
+                 pictures: list[str] | None = None, draw: bool = True) -> Path:
+    """Write ``report.md`` and a self-contained ``report.html`` (images embedded) into the run directory,
+    plus ``curves.png`` (and ``accuracy_by_step.png`` when ``exact_by_step`` is given). Returns the
+    Markdown path. With ``draw`` and no pictures on disk, the run's model draws them first."""
     from trm import viz
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TRMError(f"{run_dir}: no such run directory")
     if not (run_dir / "config.yaml").is_file():
         raise TRMError(f"{run_dir}: not a run directory (no config.yaml)")
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    try:
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except yaml.YAMLError as e:
+        raise TRMError(f"{run_dir / 'config.yaml'}: invalid YAML ({e})") from None
     metrics_path = run_dir / "metrics.jsonl"
     final = final_metrics or (_last_eval(metrics_path) if metrics_path.is_file() else {})
-    lines = [f"# Run report: {run_dir.name}", ""]
     if metrics_path.is_file():
-        viz.plot_curves(metrics_path, run_dir / "curves.png")
-        lines += ["## Training curves", "", "![curves](curves.png)", ""]
-    if final:
-        lines += ["## Final evaluation (EMA weights)", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k.replace('eval/', '')} | {v:.4f} |" for k, v in final.items() if isinstance(v, (int, float))]
-        lines.append("")
+        viz.plot_curves(metrics_path, run_dir / "curves.png", title=f"{run_dir.name}: training curves")
     if exact_by_step is not None and len(exact_by_step):
         viz.plot_accuracy_by_step({k + 1: float(v) for k, v in enumerate(exact_by_step)},
                                   run_dir / "accuracy_by_step.png")
-        lines += ["## Exact accuracy after each supervision step", "",
-                  "![accuracy by step](accuracy_by_step.png)", "",
-                  " ".join(f"{k + 1}: {v:.3f}" for k, v in enumerate(exact_by_step)), ""]
-    for pic in pictures or [p for p in ("solved.png", "refinement.png") if (run_dir / p).is_file()]:
-        lines += [f"## {pic[:-4].capitalize()}", "", f"![{pic}]({pic})", ""]
-    lines += ["## Resolved config", "", "```yaml", yaml.safe_dump(cfg, sort_keys=False).rstrip(), "```", ""]
+    note = ""
+    if pictures is None:
+        pictures = [p for p in PICTURES if (run_dir / p).is_file()]
+        if not pictures and draw:
+            count = int((cfg.get("eval") or {}).get("report_puzzles", 4) or 4)
+            pictures, note = _draw_missing_pictures(run_dir, cfg, count)
+    blocks = _blocks(run_dir, cfg, final, exact_by_step, pictures, note)
+    atomic_write_text(run_dir / "report.html", _html(blocks, run_dir))
     out = run_dir / "report.md"
-    atomic_write_text(out, "\n".join(lines))
+    atomic_write_text(out, _markdown(blocks))
     return out
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from trm.config import Config, config_from_dict
-from trm.errors import CheckpointError, PuzzleError
+from trm.errors import CheckpointError, ConfigError, PuzzleError
 from trm.model.recursive import RecursiveReasoner
 
 NOISE_ON = ("z", "y", "yz")
@@ -414,6 +414,14 @@ def _device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
+def _config_of(d: Any, path: Path) -> Config:
+    """The saved config of a checkpoint or export; a bad one is a CheckpointError naming the file."""
+    try:
+        return config_from_dict(d)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: its saved config is invalid ({e})") from None
+
+
 def load(path: str | Path, device: str | torch.device = "auto") -> TRM:
     """Load a trained model from an exported directory (model.safetensors + config.json), a run
     directory (uses its ``model/``, else its last checkpoint), or a full-state checkpoint (``.pt``; EMA
@@ -429,29 +437,39 @@ def load(path: str | Path, device: str | torch.device = "auto") -> TRM:
     if path.suffix == ".pt" or (path.is_dir() and (path / "checkpoints" / "last.pt").is_file()
                                 and not (path / "model.safetensors").is_file()):
         state = load_checkpoint(path, map_location="cpu")
-        try:
-            cfg = config_from_dict(state["config"])
-            eng = state["engine"]
-            weights = dict(eng["model"])
-        except (KeyError, TypeError):
-            raise CheckpointError(f"{path}: not a trm training checkpoint (no config/engine state)") from None
-        model = RecursiveReasoner(cfg.model)
-        if eng.get("ema"):
-            weights.update({k: v for k, v in eng["ema"]["shadow"].items()})
+        eng = state.get("engine") if isinstance(state, dict) else None
+        if not isinstance(eng, dict) or not isinstance(eng.get("model"), dict) or "config" not in state:
+            raise CheckpointError(f"{path}: not a trm training checkpoint (no config/engine state)")
+        cfg = _config_of(state["config"], path)
+        weights = dict(eng["model"])
+        ema = eng.get("ema")
+        if ema:
+            shadow = ema.get("shadow") if isinstance(ema, dict) else None
+            if not isinstance(shadow, dict):
+                raise CheckpointError(f"{path}: the EMA state holds no 'shadow' weights")
+            weights.update(shadow)
         data = {"task": "", "grid_shape": None}
         data_dir = Path(cfg.data.path)
-        if (data_dir / "train" / "dataset.json").is_file():
+        if cfg.data.path and (data_dir / "train" / "dataset.json").is_file():
             from trm.data.format import read_metadata
             meta = read_metadata(data_dir / "train")
             data = {"task": meta.task, "grid_shape": meta.grid_shape, "ignore_label_id": meta.ignore_label_id}
     else:
         weights, exported = read_export(path)
-        try:
-            cfg = config_from_dict(exported["config"])
-            data = exported.get("data", {}) or {}
-        except (KeyError, TypeError):
-            raise CheckpointError(f"{path}: config.json lacks the 'config' section of a trm export") from None
+        if "config" not in exported:
+            raise CheckpointError(f"{path}: config.json lacks the 'config' section of a trm export")
+        cfg = _config_of(exported["config"], path)
+        data = exported.get("data") or {}
+        shape = data.get("grid_shape") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("task", ""), str) or not (
+                shape is None or (isinstance(shape, list) and len(shape) == 2
+                                  and all(isinstance(v, int) and v > 0 for v in shape))):
+            raise CheckpointError(f"{path}: config.json's 'data' must be an object with a task name and a "
+                                  f"grid_shape [H, W], got {data!r}"[:300])
+    try:
         model = RecursiveReasoner(cfg.model)
+    except Exception as e:  # noqa: BLE001 - a config that validates can still describe no buildable model
+        raise CheckpointError(f"{path}: cannot build the model its config describes ({e})") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
@@ -459,6 +477,8 @@ def load(path: str | Path, device: str | torch.device = "auto") -> TRM:
         raise CheckpointError(f"{path}: weights do not match the model config "
                               f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
     for name, tensor in weights.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{path}: {name} is a {type(tensor).__name__}, not a tensor")
         if expected[name].shape != tensor.shape:
             raise CheckpointError(f"{path}: {name} has shape {tuple(tensor.shape)}, the config expects "
                                   f"{tuple(expected[name].shape)}")

@@ -103,6 +103,7 @@ def parse_task(task: Any, task_id: str = "task") -> ArcTask:
     for split in ("train", "test"):
         if split not in task:
             raise PuzzleError(f"{where}: missing key {split!r}")
+    for split in ("train", "test"):
         if not isinstance(task[split], list) or not task[split]:
             raise PuzzleError(f"{where}: {split!r} must be a non-empty list of pairs")
     demos, tests = [], []
@@ -129,6 +130,7 @@ class _Rows(nn.Module):
     def __init__(self, weight: torch.Tensor):
         super().__init__()
         self.weight = weight
+        self.num_ids, self.dim = weight.shape
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.weight.index_select(0, ids.long())
@@ -260,7 +262,7 @@ def adapt(solver, task: ArcTask, *, versions: int = 32, steps: int = 100, lr: fl
                     else:
                         used = weight.grad.abs().sum(1) > 0
                         weight[used] = weight[used] * (1 - lr * wd) - lr * weight.grad[used].sign()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 bar.update(1)
                 exact_last[idx[active.cpu().numpy()]] = seq.exact.detach().cpu().numpy()
                 keep = (q_halt <= 0).detach()

@@ -52,7 +52,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from trm.data import dihedral
-from trm.data.format import ARRAY_NAMES, DatasetMetadata, PuzzleSet, atomic_dir_write, validate_set
+from trm.data.format import (ARRAY_NAMES, DatasetMetadata, PuzzleSet, atomic_dir_write, check_output_dir,
+                             validate_set)
 from trm.errors import ConfigError, DatasetError, PuzzleError
 
 CANVAS = 30
@@ -194,11 +195,10 @@ def grid_array(grid: Any, where: str = "grid") -> np.ndarray:
     if not all(type(v) is int or isinstance(v, np.integer) for v in flat):
         v = next(v for v in flat if not (type(v) is int or isinstance(v, np.integer)))
         raise PuzzleError(f"{where}: values must be integers 0..9, found {v!r}")
-    a = np.asarray(flat, dtype=np.int64).reshape(h, w)
-    if a.min() < 0 or a.max() > 9:
-        r, c = np.argwhere((a < 0) | (a > 9))[0]
-        raise PuzzleError(f"{where}: value {a[r, c]} at row {r}, column {c} is outside 0..9")
-    return a.astype(np.uint8)
+    bad = next((i for i, v in enumerate(flat) if not 0 <= v <= 9), None)   # before numpy: no overflow
+    if bad is not None:
+        raise PuzzleError(f"{where}: value {flat[bad]} at row {bad // w}, column {bad % w} is outside 0..9")
+    return np.asarray(flat, dtype=np.uint8).reshape(h, w)
 
 
 def _task_pairs(task: dict, split: str) -> list[Pair]:
@@ -620,6 +620,7 @@ def build_arc_dataset(out_dir: str | Path, *, version: str = "arc1", conceptarc:
     if isinstance(extra_train, str):
         extra_train = [extra_train]
     wanted = None if tasks is None else {str(t) for t in tasks}
+    check_output_dir(out_dir)   # before loading, leak checks and augmentation
     base, extras, evaluation, info = _gather(version, conceptarc, extra_train, wanted)
 
     extra_leaks = find_leaks([(g.source, g.name, g.pairs) for g in extras], evaluation)

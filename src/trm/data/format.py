@@ -15,7 +15,9 @@ identifier); an *example* is one (input, label) pair.
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -124,26 +126,69 @@ def is_dataset_dir(path: Path) -> bool:
     return (path / "identifiers.json").is_file() or (path / "train" / "dataset.json").is_file()
 
 
-def atomic_dir_write(final: Path, write) -> None:
-    """Run ``write(tmpdir)`` then rename tmpdir to ``final`` (replacing it), so a crash leaves no half."""
+def check_output_dir(final: str | Path, need_bytes: int = 16 << 20) -> Path:
+    """Fail at once, before any work, when ``final`` cannot become a dataset directory: it exists and is
+    not one, its parent cannot be created or written (read-only, a file in the way), or the disk has
+    less than ``need_bytes`` free. Builders call this first; :func:`atomic_dir_write` again at the end."""
     final = Path(final)
     if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not is_dataset_dir(final))):
         raise DatasetError(f"{final}: exists and is not a dataset directory; refusing to replace it "
                            "(choose another output path or remove it yourself)")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    os.chmod(tmp, 0o755)   # mkdtemp makes 0700; a dataset directory is an ordinary one
+    blocker = next((p for p in final.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise DatasetError(f"{final}: cannot write the dataset here: {blocker} is a file, not a directory")
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        Path(tempfile.mkdtemp(prefix=f".{final.name}.probe-", dir=final.parent)).rmdir()
+    except OSError as e:
+        raise DatasetError(f"{final}: cannot write the dataset into {final.parent}: {e.strerror or e}") from None
+    free = _free_bytes(final.parent)
+    if free < need_bytes:
+        raise DatasetError(f"{final}: only {free >> 20} MiB free on this disk, about {-(-need_bytes >> 20)} MiB "
+                           "needed")
+    return final
+
+
+def _free_bytes(path: Path) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
+
+
+def atomic_dir_write(final: Path, write) -> None:
+    """Run ``write(tmpdir)`` then rename tmpdir to ``final`` (replacing it), so a crash leaves no half.
+
+    An OSError (disk full, read-only file system) becomes a DatasetError naming ``final``; the previous
+    contents of ``final`` are kept."""
+    final = check_output_dir(final, need_bytes=0)
+    tmp = None
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+        os.chmod(tmp, 0o755)   # mkdtemp makes 0700; a dataset directory is an ordinary one
         write(tmp)
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             os.rename(final, old)
-            os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+            except BaseException:
+                os.rename(old, final)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, final)
+    except OSError as e:
+        reason = e.strerror or str(e)
+        if e.errno != errno.ENOSPC and _free_bytes(final.parent) < 1 << 20:   # numpy reports short writes
+            reason = f"No space left on device: {e}"                          # without an errno
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise DatasetError(f"{final}: writing the dataset failed ({reason}); nothing was replaced") from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -177,14 +222,54 @@ def write_dataset(
     return Path(out_dir)
 
 
+_INT_FIELDS = ("pad_id", "blank_identifier_id", "vocab_size", "seq_len", "num_puzzle_identifiers", "total_groups",
+               "total_puzzles")
+
+
+def _check_metadata(raw: dict, path: Path) -> None:
+    """Types and ranges of the ``dataset.json`` fields; DatasetError naming the file and field."""
+    def fail(msg: str):
+        raise DatasetError(f"{path}: {msg}")
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for name in _INT_FIELDS:
+        if name in raw and not is_int(raw[name]):
+            fail(f"{name} must be an integer, got {raw[name]!r}")
+    for name in ("vocab_size", "seq_len", "num_puzzle_identifiers"):
+        if raw[name] < 1:
+            fail(f"{name} must be >= 1, got {raw[name]}")
+    for name in ("pad_id", "blank_identifier_id", "total_groups", "total_puzzles"):
+        if raw.get(name, 0) < 0:
+            fail(f"{name} must be >= 0, got {raw[name]}")
+    if raw["ignore_label_id"] is not None and not is_int(raw["ignore_label_id"]):
+        fail(f"ignore_label_id must be an integer or null, got {raw['ignore_label_id']!r}")
+    mean = raw["mean_puzzle_examples"]
+    if not isinstance(mean, (int, float)) or isinstance(mean, bool) or not 0 <= mean < float("inf"):
+        fail(f"mean_puzzle_examples must be a finite number >= 0, got {mean!r}")
+    sets = raw.get("sets", ["all"])
+    if not isinstance(sets, list) or not all(isinstance(x, str) and x for x in sets):
+        fail(f"sets must be a list of set names, got {sets!r}")
+    if not isinstance(raw.get("task", ""), str):
+        fail(f"task must be a string, got {raw['task']!r}")
+    shape = raw.get("grid_shape")
+    if shape is not None and (not isinstance(shape, list) or not all(is_int(v) and v >= 1 for v in shape)):
+        fail(f"grid_shape must be a list of positive integers or null, got {shape!r}")
+    if not isinstance(raw.get("extra", {}), dict):
+        fail(f"extra must be an object, got {raw['extra']!r}")
+
+
 def read_metadata(split_dir: str | Path) -> DatasetMetadata:
     path = Path(split_dir) / "dataset.json"
     if not path.is_file():
         raise DatasetError(f"{path}: missing (is {Path(split_dir).parent} a dataset built by `trm data`?)")
     try:
         raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:    # JSONDecodeError is a ValueError
         raise DatasetError(f"{path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from None
     if not isinstance(raw, dict):
         raise DatasetError(f"{path}: expected a JSON object")
     known = set(DatasetMetadata.__dataclass_fields__)
@@ -193,24 +278,50 @@ def read_metadata(split_dir: str | Path) -> DatasetMetadata:
     missing = required - set(raw)
     if missing:
         raise DatasetError(f"{path}: missing fields {sorted(missing)}")
+    _check_metadata(raw, path)
     return DatasetMetadata(**{k: v for k, v in raw.items() if k in known})
+
+
+def _load_array(path: Path, mmap: bool) -> np.ndarray:
+    """np.load with a size check against the header: truncation or trailing bytes are named."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0) else
+                                     np.lib.format.read_array_header_2_0(f))
+            header_end = f.tell()
+    except Exception as e:  # noqa: BLE001 - numpy raises many types on a mangled header
+        raise DatasetError(f"{path}: not a valid .npy file ({type(e).__name__}: {e})") from None
+    if dtype.hasobject:
+        raise DatasetError(f"{path}: holds Python objects (dtype {dtype}); only numeric arrays are loaded")
+    expected = header_end + math.prod(shape) * dtype.itemsize
+    size = path.stat().st_size
+    if size != expected:
+        raise DatasetError(f"{path}: {'truncated' if size < expected else 'trailing bytes'}: the file has "
+                           f"{size} bytes, its header ({dtype} {shape}) needs {expected}")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - any failure to read the array is a corrupt file
+        raise DatasetError(f"{path}: corrupt or truncated ({type(e).__name__}: {e})") from None
 
 
 def load_set(split_dir: str | Path, set_name: str = "all", mmap: bool = False) -> PuzzleSet:
     """Load and validate one set; errors name the offending file."""
     split_dir = Path(split_dir)
     meta = read_metadata(split_dir)
-    arrays = {}
-    for name in ARRAY_NAMES:
-        path = split_dir / f"{set_name}__{name}.npy"
-        if not path.is_file():
-            raise DatasetError(f"{path}: missing")
-        try:
-            arrays[name] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise DatasetError(f"{path}: corrupt or truncated ({e})") from None
+    if set_name not in meta.sets:
+        raise DatasetError(f"{split_dir / 'dataset.json'}: has no set {set_name!r} (sets: {meta.sets})")
+    arrays = {name: _load_array(split_dir / f"{set_name}__{name}.npy", mmap) for name in ARRAY_NAMES}
     ps = PuzzleSet(**arrays)
     validate_set(ps, meta, where=str(split_dir / set_name))
+    if meta.sets == [set_name]:   # one set: the totals in dataset.json are this set's
+        for name, have in (("total_groups", ps.num_groups), ("total_puzzles", ps.num_puzzles)):
+            want = getattr(meta, name)
+            if want != have and (want or name == "total_groups"):
+                raise DatasetError(f"{split_dir / 'dataset.json'}: {name} is {want}, but the arrays of set "
+                                   f"{set_name!r} hold {have}")
     return ps
 
 
@@ -231,15 +342,17 @@ def validate_set(ps: PuzzleSet, meta: DatasetMetadata, where: str = "") -> None:
         a = getattr(ps, name)
         if a.ndim != 1 or a.dtype.kind not in "iu":
             fail(f"{name} must be a 1-D integer array, got {a.dtype} {a.shape}")
-    if ps.num_examples and (int(ps.inputs.max()) >= meta.vocab_size or int(ps.labels.max()) >= meta.vocab_size):
-        fail(f"token ids exceed vocab_size {meta.vocab_size}")
-    pi, gi = ps.puzzle_indices, ps.group_indices
+    for name in ("inputs", "labels"):
+        a = getattr(ps, name)
+        if a.size and (int(a.min()) < 0 or int(a.max()) >= meta.vocab_size):
+            fail(f"{name} hold token ids {int(a.min())}..{int(a.max())}, outside [0, vocab_size {meta.vocab_size})")
+    pi, gi = ps.puzzle_indices.astype(np.int64), ps.group_indices.astype(np.int64)   # no unsigned wrap-around
     if len(pi) != ps.num_puzzles + 1 or pi[0] != 0 or pi[-1] != ps.num_examples or np.any(np.diff(pi) < 1):
         fail("puzzle_indices must rise strictly from 0 to the number of examples, one entry per puzzle + 1")
     if len(gi) < 1 or gi[0] != 0 or gi[-1] != ps.num_puzzles or np.any(np.diff(gi) < 1):
         fail("group_indices must rise strictly from 0 to the number of puzzles")
-    if ps.num_puzzles and (ps.puzzle_identifiers.min() < 0
-                           or ps.puzzle_identifiers.max() >= meta.num_puzzle_identifiers):
+    ids = ps.puzzle_identifiers
+    if ps.num_puzzles and (int(ids.min()) < 0 or int(ids.max()) >= meta.num_puzzle_identifiers):
         fail(f"puzzle_identifiers outside [0, {meta.num_puzzle_identifiers})")
 
 
@@ -249,10 +362,10 @@ def load_identifiers(data_dir: str | Path) -> list[str]:
         raise DatasetError(f"{path}: missing")
     try:
         ids = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(ids, list) or not ids or ids[0] != "<blank>":
-        raise DatasetError(f'{path}: expected a JSON list starting with "<blank>"')
+    if not isinstance(ids, list) or not ids or ids[0] != "<blank>" or not all(isinstance(i, str) for i in ids):
+        raise DatasetError(f'{path}: expected a JSON list of names starting with "<blank>"')
     return ids
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from trm.data import dihedral
-from trm.data.format import DatasetMetadata, PuzzleSet, PuzzleSetBuilder, write_dataset
+from trm.data.format import DatasetMetadata, PuzzleSet, PuzzleSetBuilder, check_output_dir, write_dataset
 from trm.errors import ConfigError, DatasetError, PuzzleError
 
 CHARSET = "# SGo"
@@ -433,6 +433,39 @@ def score_mazes(inputs, preds, labels=None, shape: tuple[int, int] | None = None
 
 # ------------------------------------------------------------------------------------------ CSV import
 
+def _read_maze_rows(path: Path, reader, xs: list, ys: list) -> None:
+    """Validate the rows of :func:`read_maze_csv` and append their grids to ``xs`` / ``ys``."""
+    side = None
+    header = next(reader, None)
+    if header is None or "question" not in header or "answer" not in header:
+        raise DatasetError(f"{path}:1: expected a header with 'question' and 'answer' columns "
+                           f"(source,question,answer,rating), got {header}")
+    qi, ai = header.index("question"), header.index("answer")
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        if len(row) != len(header):
+            raise DatasetError(f"{where}: {len(row)} fields, the header has {len(header)}")
+        q, a = row[qi], row[ai]
+        n = math.isqrt(len(q))
+        if n * n != len(q) or n < 2:
+            raise DatasetError(f"{where}: question has {len(q)} characters, not a square grid")
+        side = n if side is None else side
+        if n != side or len(a) != len(q):
+            raise DatasetError(f"{where}: question/answer have {len(q)}/{len(a)} characters, "
+                               f"expected {side * side} ({side}x{side})")
+        try:
+            x, y = encode(q).reshape(n, n), encode(a).reshape(n, n)
+            _ends(x, "question")
+        except PuzzleError as e:
+            raise DatasetError(f"{where}: {e}") from None
+        if (x == PATH).any():
+            raise DatasetError(f"{where}: question contains path cells 'o'")
+        if ((y != x) & ~((x == OPEN) & (y == PATH))).any():
+            raise DatasetError(f"{where}: answer differs from question outside the 'o' path cells")
+        xs.append(x)
+        ys.append(y)
+
+
 def read_maze_csv(path: str | Path, limit: int | None = None,
                   seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read an original Maze-Hard CSV (header ``source,question,answer,rating``; question and answer are
@@ -444,37 +477,14 @@ def read_maze_csv(path: str | Path, limit: int | None = None,
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: missing")
-    xs, ys, side = [], [], None
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or "question" not in header or "answer" not in header:
-            raise DatasetError(f"{path}:1: expected a header with 'question' and 'answer' columns "
-                               f"(source,question,answer,rating), got {header}")
-        qi, ai = header.index("question"), header.index("answer")
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if len(row) != len(header):
-                raise DatasetError(f"{where}: {len(row)} fields, the header has {len(header)}")
-            q, a = row[qi], row[ai]
-            n = math.isqrt(len(q))
-            if n * n != len(q) or n < 2:
-                raise DatasetError(f"{where}: question has {len(q)} characters, not a square grid")
-            side = n if side is None else side
-            if n != side or len(a) != len(q):
-                raise DatasetError(f"{where}: question/answer have {len(q)}/{len(a)} characters, "
-                                   f"expected {side * side} ({side}x{side})")
-            try:
-                x, y = encode(q).reshape(n, n), encode(a).reshape(n, n)
-                _ends(x, "question")
-            except PuzzleError as e:
-                raise DatasetError(f"{where}: {e}") from None
-            if (x == PATH).any():
-                raise DatasetError(f"{where}: question contains path cells 'o'")
-            if ((y != x) & ~((x == OPEN) & (y == PATH))).any():
-                raise DatasetError(f"{where}: answer differs from question outside the 'o' path cells")
-            xs.append(x)
-            ys.append(y)
+        try:
+            _read_maze_rows(path, reader, xs, ys)
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise DatasetError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
     if not xs:
         raise DatasetError(f"{path}: no mazes")
     keep = np.arange(len(xs))
@@ -512,6 +522,9 @@ def build_maze_dataset(out_dir: str | Path, *, source: str = "generate", csv_tra
     group of its 8 dihedral versions, identity first. The test split is never augmented. Every puzzle
     has identifier 0 (one shared puzzle embedding).
     """
+    n_max = (train_size or 1000) * (8 if aug else 1) + (test_size or 1000)
+    cells = math.prod(_shape(size)) if size is not None else DEFAULT_SIZE ** 2
+    check_output_dir(out_dir, need_bytes=2 * cells * n_max + (1 << 20))   # before any generation
     if source == "generate":
         shape = _shape(DEFAULT_SIZE if size is None else size)
         gen = partial(generate_many, seed=seed, workers=workers, size=shape, wall_density=wall_density,

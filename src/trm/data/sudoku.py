@@ -26,7 +26,7 @@ from typing import Iterable, NoReturn
 
 import numpy as np
 
-from trm.data.format import DatasetMetadata, PuzzleSet, write_dataset
+from trm.data.format import DatasetMetadata, PuzzleSet, check_output_dir, write_dataset
 from trm.errors import DatasetError, PuzzleError
 
 PAD_ID = 0
@@ -791,6 +791,8 @@ def build_sudoku_dataset(out_dir: str | Path, *, source: str = "generate", csv_t
     if train_size < 1 or num_aug < 0 or (test_size is not None and test_size < 1):
         raise DatasetError(f"need train_size >= 1, num_aug >= 0, test_size >= 1; got {train_size}, "
                            f"{num_aug}, {test_size}")
+    examples = train_size * (1 + num_aug) + (1000 if test_size is None else test_size)
+    check_output_dir(out_dir, need_bytes=2 * size * size * examples + (1 << 20))   # before hours of work
     options = dict(source=source, difficulty=difficulty, size=size, train_size=train_size, num_aug=num_aug,
                    test_size=test_size, seed=seed, min_rating=min_rating)
     if source == "generate":

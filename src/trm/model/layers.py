@@ -123,6 +123,25 @@ class Rotary(nn.Module):
         return (xf * self.cos + rotated * self.sin).to(x.dtype)
 
 
+# Below this length a CPU computes attention faster with plain matrix products than with the fused
+# (flash) kernel of ``F.scaled_dot_product_attention``, whose backward is slow on CPU (Sudoku: S = 97).
+CPU_MATMUL_ATTENTION_MAX_LEN = 256
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Non-causal softmax attention of [B, H, S, d] tensors, output in v's dtype.
+
+    ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels) except for short sequences on
+    CPU, where softmax(q k^T / sqrt(d)) v is computed with two batched products, the scores in fp32
+    (as the fused kernels accumulate them).
+    """
+    S = q.shape[-2]
+    if q.device.type != "cpu" or S > CPU_MATMUL_ATTENTION_MAX_LEN:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=False)
+    scores = torch.matmul(q.float(), k.float().transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
+    return torch.matmul(scores.softmax(-1).to(v.dtype), v)
+
+
 class Attention(nn.Module):
     """Non-causal multi-head attention with a fused q/k/v projection and optional rotary positions."""
 
@@ -138,7 +157,7 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).view(B, S, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=False)
+        y = attention(q, k, v)
         return self.out(y.transpose(1, 2).reshape(B, S, D))
 
 

@@ -15,12 +15,10 @@ import json
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from trm.errors import CheckpointError
@@ -77,8 +75,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if manifest_path.is_file():
         try:
             manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError:
-            raise CheckpointError(f"{manifest_path}: corrupt manifest") from None
+        except (ValueError, UnicodeDecodeError):
+            manifest = None
+        if not isinstance(manifest, dict):
+            raise CheckpointError(f"{manifest_path}: corrupt manifest (delete it to load {path.name} "
+                                  "without a checksum check)")
         size = path.stat().st_size
         if size != manifest.get("size"):
             raise CheckpointError(f"{path}: size {size} bytes, manifest says {manifest.get('size')} "
@@ -90,8 +91,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path}: refused to load (it holds objects other than tensors and plain "
                               f"containers, which could run code): {str(e).splitlines()[0]}") from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001 - torch raises many types on a mangled archive; all mean corrupt
+        first = (str(e).splitlines() or [""])[0]
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {first})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -118,10 +120,12 @@ def read_export(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
                                   "and config.json)")
     try:
         config = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{cfg_path}: expected a JSON object")
     try:
         tensors = load_file(weights)
-    except (SafetensorError, OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, ValueError...: all mean corrupt
         raise CheckpointError(f"{weights}: corrupt or truncated safetensors file ({e})") from None
     return tensors, config

@@ -94,7 +94,10 @@ class Engine:
         self.sparse_opt = (SignSGD(model.puzzle_emb, lr=t.puzzle_emb_lr, weight_decay=t.puzzle_emb_weight_decay)
                            if model.puzzle_emb is not None else None)
         self.ema = EMA(model, rate=t.ema_rate, warmup=t.ema_warmup) if t.ema else None
-        self.forward = torch.compile(model) if t.compile else model
+        if t.compile:   # the networks only (in place: same module, same state_dict keys); the puzzle
+            for net in {model.f_z, model.f_y}:   # embedding makes a leaf tensor and stays eager
+                net.compile()
+        self.forward = model
         self.carry = self._empty_carry()
         self.skipped_steps = 0
 
@@ -250,9 +253,10 @@ class Engine:
             dist.all_reduce(flat)
             vals = dict(zip(vals, flat))
         vals = {k: float(v) for k, v in vals.items()}
-        n = max(vals.pop("count"), 1.0)
+        finished = vals.pop("count")
+        n = max(finished, 1.0)
         res = {k: vals[k] / n for k in ("exact", "accuracy", "halt_accuracy", "steps")}
-        res["finished"] = n if vals else 0.0
+        res["finished"] = finished       # examples that halted at this step (the rates are over them)
         for k in ("lm_loss", "halt_loss", "continue_loss"):
             res[k] = vals[k] / self.global_batch
         res["grad_norm"] = vals["grad_norm"]

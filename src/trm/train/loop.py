@@ -33,22 +33,35 @@ from trm.train.engine import Engine, world
 # Set-up helpers
 
 def init_distributed() -> tuple[int, int]:
-    """Join the process group when launched by torchrun (NCCL on CUDA, gloo on CPU)."""
+    """Join the process group when launched by torchrun (or any launcher that sets RANK / WORLD_SIZE /
+    MASTER_ADDR / MASTER_PORT; multi-node through torchrun's rendezvous).
+
+    Collectives on CUDA tensors go through NCCL and those on CPU tensors through gloo ("cpu:gloo,
+    cuda:nccl"), so ``train.device=cpu`` also works on a GPU machine; gloo alone without CUDA.
+    """
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        if torch.cuda.is_available() and dist.is_nccl_available():
+            if local < torch.cuda.device_count():
+                torch.cuda.set_device(local)
+            dist.init_process_group(backend="cpu:gloo,cuda:nccl")
+        else:
+            dist.init_process_group(backend="gloo")
     return world()
 
 
 def pick_device(name: str) -> torch.device:
+    """``auto``: this process's GPU (``LOCAL_RANK``) if CUDA is available, else the CPU. Under torchrun a
+    bare ``cuda`` also means the local rank's GPU."""
+    local = int(os.environ.get("LOCAL_RANK", 0))
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            return torch.device("cuda", local)
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name} but CUDA is not available")
+    if name == "cuda":
+        return torch.device("cuda", local)
     return torch.device(name)
 
 
