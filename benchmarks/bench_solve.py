@@ -1,15 +1,20 @@
 """Inference benchmark: halting modes and test-time scaling (K noisy rollouts) on a held-out set.
 
-    python benchmarks/bench_solve.py --checkpoint runs/sudoku-cpu --data data/sudoku-cpu \
-        [--limit 1000] [--ks 1,4,16,64] [--noise 0.5] [--out docs/img/solve]
+    python benchmarks/bench_solve.py --checkpoint runs/sudoku-cpu [--data data/sudoku-cpu] [--limit 300]
+        [--ks 1,4,16,64] [--noise auto --noise-at auto --sweep-limit 200] [--out docs/img/solve]
 
 1. Halting: exact accuracy, mean supervision steps and puzzles/s with fixed N_sup steps (the paper) and
    with adaptive halting (sigmoid(halt logit) > threshold; halted puzzles leave the batch), for a few
-   thresholds. The figure of merit is the step reduction at no accuracy loss.
+   thresholds, plus "adaptive+check" (Sudoku, maze: a puzzle may stop only on an answer that passes the
+   rule check). The figure of merit is the step reduction at no accuracy loss.
 2. Rollouts: exact accuracy against K (rollouts per puzzle, rollout 0 noiseless, the others with noise on
    z) for each selection rule (halt: highest halting probability; vote: majority), after rejecting
-   rollouts whose answer breaks a rule where another passes. Writes ``<out>_rollouts.png`` (accuracy vs
-   K) and prints a Markdown table and one JSON object with every figure.
+   rollouts whose answer breaks a rule where another passes. One run with the largest K; the point for
+   K=k reads its first k rollouts per puzzle (nested samples). ``--noise auto`` picks the noise scale
+   (and ``--noise-at auto`` where it is added) on tuning puzzles disjoint from the held-out ones.
+
+Writes ``<out>_rollouts.png`` (accuracy vs K) and ``<out>.json``; prints Markdown tables and one JSON
+object with every figure.
 """
 
 from __future__ import annotations
@@ -39,31 +44,43 @@ def exact(res, labels: np.ndarray) -> float:
 
 
 def bench_halting(model, inputs, labels, thresholds, batch_size) -> list[dict]:
+    """Fixed N_sup steps, adaptive halting at each threshold, and (for tasks with a rule check) adaptive
+    halting that refuses to stop on an answer breaking a rule (``require_valid``)."""
     rows = []
     model.solve_tokens(inputs[:batch_size], halting="fixed", batch_size=batch_size)       # warm-up
-    for mode, thr in [("fixed", 0.5)] + [("adaptive", t) for t in thresholds]:
-        res, sec = timed(lambda: model.solve_tokens(inputs, halting=mode, halt_threshold=thr, batch_size=batch_size))
-        rows.append({"mode": mode, "threshold": thr if mode == "adaptive" else None, "exact": exact(res, labels),
+    runs = [("fixed", 0.5, False)] + [("adaptive", t, False) for t in thresholds]
+    if model.check(inputs[:1], labels[:1]) is not None:
+        runs += [("adaptive+check", t, True) for t in thresholds[:1]]
+    for mode, thr, check in runs:
+        res, sec = timed(lambda: model.solve_tokens(inputs, halting="fixed" if mode == "fixed" else "adaptive",
+                                                    halt_threshold=thr, require_valid=check, batch_size=batch_size))
+        rows.append({"mode": mode, "threshold": thr if mode != "fixed" else None, "exact": exact(res, labels),
                      "valid": float(res.valid.mean()) if res.valid is not None else None,
                      "mean_steps": float(res.steps.mean()), "puzzles_per_s": len(inputs) / sec, "seconds": sec})
     return rows
 
 
 def bench_rollouts(model, inputs, labels, ks, noise, noise_at, selects, halting, batch_size, seed) -> list[dict]:
-    rows = []
-    for k in ks:
+    """One run with max(ks) rollouts per puzzle; the curve reads its first k rollouts for each k in ks
+    (nested samples, the same noise), under each selection rule. Throughput is that of the full run."""
+    from trm.solve import first_rollouts, select_rollouts
+    K = max(ks)
+    rows_all, sec = timed(lambda: model.run_rollouts(inputs, halting=halting, rollouts=K, noise=noise,
+                                                     noise_at=noise_at, batch_size=batch_size, seed=seed))
+    out = []
+    for k in sorted(ks):
+        rows = first_rollouts(rows_all, K, k)
         for sel in selects:
-            res, sec = timed(lambda: model.solve_tokens(inputs, halting=halting, rollouts=k, noise=noise,
-                                                        noise_at=noise_at, select=sel, batch_size=batch_size,
-                                                        seed=seed))
-            rows.append({"K": k, "select": sel, "noise": noise, "noise_at": noise_at, "halting": halting,
-                         "exact": exact(res, labels),
-                         "valid": float(res.valid.mean()) if res.valid is not None else None,
-                         "compute_steps": float(res.compute_steps.mean()), "puzzles_per_s": len(inputs) / sec,
-                         "seconds": sec})
+            res = select_rollouts(rows, k, sel)
+            out.append({"K": k, "select": sel, "noise": noise, "noise_at": noise_at, "halting": halting,
+                        "exact": exact(res, labels),
+                        "valid": float(res.valid.mean()) if res.valid is not None else None,
+                        "agreement": float(res.agreement.mean()),
+                        "compute_steps": float(res.compute_steps.mean()),
+                        "puzzles_per_s": len(inputs) / sec if k == K else None})
             if k == 1:
                 break            # one rollout: both rules pick it
-    return rows
+    return out
 
 
 def plot(rows: list[dict], baseline: float, out_png: Path, title: str) -> None:
@@ -99,12 +116,14 @@ def markdown(halting: list[dict], rollouts: list[dict], n: int) -> str:
         lines.append(f"| {r['mode']} | {r['threshold'] if r['threshold'] is not None else '-'} | "
                      f"{100 * r['exact']:.1f} | {r['mean_steps']:.2f} | {r['puzzles_per_s']:.0f} |")
     if rollouts:
-        lines += ["", "| K | select | noise | exact % | valid % | steps per puzzle (all rollouts) | puzzles/s |",
+        lines += ["", "| K | select | noise | exact % | valid % | steps per puzzle (all rollouts) | "
+                  "puzzles/s (run at the largest K) |",
                   "|---|---|---|---|---|---|---|"]
         for r in rollouts:
             valid = f"{100 * r['valid']:.1f}" if r["valid"] is not None else "-"
+            pps = f"{r['puzzles_per_s']:.1f}" if r["puzzles_per_s"] else "-"
             lines.append(f"| {r['K']} | {r['select'] if r['K'] > 1 else '-'} | {r['noise'] if r['K'] > 1 else '-'} | "
-                         f"{100 * r['exact']:.1f} | {valid} | {r['compute_steps']:.1f} | {r['puzzles_per_s']:.1f} |")
+                         f"{100 * r['exact']:.1f} | {valid} | {r['compute_steps']:.1f} | {pps} |")
     return "\n".join(lines)
 
 
@@ -162,7 +181,7 @@ def main(argv=None) -> None:
                             args.batch_size)
     fixed = halting[0]
     for r in halting:
-        print(f"halting {r['mode']:8s} thr {r['threshold'] or '-':>4}: exact {100 * r['exact']:5.1f}%  steps "
+        print(f"halting {r['mode']:14s} thr {r['threshold'] or '-':>4}: exact {100 * r['exact']:5.1f}%  steps "
               f"{r['mean_steps']:5.2f}  {r['puzzles_per_s']:8.1f} puzzles/s", flush=True)
     no_loss = [r for r in halting[1:] if r["exact"] >= fixed["exact"]]
     best = min(no_loss, key=lambda r: r["mean_steps"]) if no_loss else None
@@ -187,21 +206,20 @@ def main(argv=None) -> None:
         noises = [float(v) for v in args.sweep_noise.split(",")] if noise == "auto" else [float(noise)]
         ats = args.sweep_at.split(",") if noise_at == "auto" else [noise_at]
         print(f"tuning on test puzzles {lo}..{hi - 1} (disjoint from the held-out set)", flush=True)
-        tuning = sweep(model, np.asarray(ps.inputs[lo:hi]), np.asarray(ps.labels[lo:hi]), noises, ats, args.sweep_k,
-                       selects, args.rollout_halting, args.batch_size, args.seed)
+        tuning = sweep(model, np.asarray(ps.inputs[lo:hi]), np.asarray(ps.labels[lo:hi]), noises, ats,
+                       args.sweep_k, selects, args.rollout_halting, args.batch_size, args.seed)
         top = max(tuning, key=lambda r: (r["exact"], -r["noise"]))
         noise, noise_at = top["noise"], top["noise_at"]
         print(f"chosen: noise {noise} at {noise_at} ({top['select']} {100 * top['exact']:.1f}% on the tuning set)")
     if not args.skip_rollouts:
         noise = float(noise)
-        for k in ks:
-            rs = bench_rollouts(model, inputs, labels, [k], noise, noise_at, selects, args.rollout_halting,
-                                args.batch_size, args.seed)
-            rollouts += rs
-            for r in rs:
-                print(f"rollouts K {k:3d} select {r['select']}: exact {100 * r['exact']:5.1f}%  valid "
-                      f"{100 * (r['valid'] or 0):5.1f}%  steps/puzzle {r['compute_steps']:7.1f}  "
-                      f"{r['puzzles_per_s']:8.1f} puzzles/s", flush=True)
+        rollouts = bench_rollouts(model, inputs, labels, ks, noise, noise_at, selects, args.rollout_halting,
+                                  args.batch_size, args.seed)
+        for r in rollouts:
+            speed = f"  {r['puzzles_per_s']:8.1f} puzzles/s" if r["puzzles_per_s"] else ""
+            print(f"rollouts K {r['K']:3d} select {r['select']}: exact {100 * r['exact']:5.1f}%  valid "
+                  f"{100 * (r['valid'] or 0):5.1f}%  agree {100 * r['agreement']:5.1f}%  steps/puzzle "
+                  f"{r['compute_steps']:7.1f}{speed}", flush=True)
         out = Path(args.out)
         title = (f"{meta.task}: {n} held-out puzzles, noise {noise} x RMS on z ({noise_at}), "
                  f"{args.rollout_halting} halting")

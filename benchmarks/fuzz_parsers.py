@@ -6,7 +6,7 @@ Targets (each runs ``--seconds`` seconds):
 
 - ``sudoku``      parse_sudoku on mutated/random text (+ oracle: format_sudoku of a parsed board parses back)
 - ``maze``        parse_maze on mutated/random text (+ oracle: format_maze round trip)
-- ``arc``         arc.validate_task on mutated JSON-like structures and on mutated JSON text
+- ``arc``         arc.validate_task on mutated JSON-like structures; load_conceptarc on mutated JSON files
 - ``sudoku_csv``  read_sudoku_csv on mutated Sudoku-Extreme style CSV files
 - ``maze_csv``    read_maze_csv on mutated Maze-Hard style CSV files
 - ``config``      apply_overrides / config_from_dict / load_config(YAML preset) on random input
@@ -297,8 +297,9 @@ def _arc_seed_tasks(rng: random.Random) -> list[dict]:
 
 
 def target_arc(work: Path, rng: random.Random):
-    from trm.data.arc import validate_task, validate_tasks
+    from trm.data.arc import load_conceptarc, validate_task
     seeds = _arc_seed_tasks(rng)
+    path = work / "tasks.json"
 
     def gen(r: random.Random):
         k = r.random()
@@ -312,12 +313,9 @@ def target_arc(work: Path, rng: random.Random):
 
     def run(x):
         kind, task_id, obj = x
-        if kind == "json":
-            try:
-                tasks = json.loads(obj)
-            except ValueError:
-                return          # not JSON: the loaders reject it before validation (DatasetError)
-            validate_tasks(tasks, "fuzz")
+        if kind == "json":      # a task file as `--conceptarc FILE` or `--extra-train FILE` reads it
+            path.write_text(obj, encoding="utf-8", errors="surrogatepass")
+            load_conceptarc(path)
         else:
             validate_task(task_id, obj, "fuzz")
 

@@ -41,6 +41,8 @@ def peer_worker(spec: dict) -> dict:
     from tiny_recursive_model import MLPMixer1D, TinyRecursiveModel
     from importlib.metadata import version
 
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     s, batch, dev = SIZE, spec["batch"], spec["device"]
     length = s["seq_len"] + s["prefix"]
@@ -131,7 +133,7 @@ def run_trm(spec: dict) -> dict:
     """trm's sudoku-mlp paper configuration through :func:`trm.bench.run_case` (a fresh process)."""
     from trm.bench import Case, run_case_subprocess
     case = Case("sudoku-mlp", spec["dtype"], bool(spec.get("compile")), spec["batch"], spec["device"],
-                spec["seconds"], min_steps=2)
+                spec["seconds"], min_steps=2, threads=spec.get("threads", 0))
     res = run_case_subprocess(case)
     if "error" in res:
         raise RuntimeError(f"trm run failed: {res['error']}")
@@ -148,6 +150,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--seconds", type=float, default=10.0, help="timed seconds per measurement")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for both (default: torch's)")
     p.add_argument("--env", default=str(ROOT / "build" / "peer-env"), help="the peer's virtual environment")
     p.add_argument("--trm-dtypes", default="bfloat16,float32")
     p.add_argument("--peer-dtypes", default="float32,bfloat16", help="float32 = the peer's default; "
@@ -157,12 +160,13 @@ def main() -> None:
 
     import torch
     py = ensure_peer_env(Path(args.env))
-    base = dict(batch=args.batch, seconds=args.seconds, device=args.device)
+    base = dict(batch=args.batch, seconds=args.seconds, device=args.device, threads=args.threads)
     rows = [run_trm({**base, "dtype": d}) for d in args.trm_dtypes.split(",") if d]
     rows += [run_peer(py, {**base, "dtype": d}) for d in args.peer_dtypes.split(",") if d]
     flops = 42.7  # GFLOP per training example-step at this size for both (trm.bench.step_flops)
     print(f"\nSudoku MLP, width 512, depth 2, n=6, T=3, sequence 97, batch {args.batch}, {args.device}, "
-          f"torch {torch.__version__}, load {os.getloadavg()[0]:.1f}")
+          f"{args.threads or torch.get_num_threads()} thread(s), torch {torch.__version__}, "
+          f"load {os.getloadavg()[0]:.1f}")
     print(f"{'implementation':<28}{'dtype':<10}{'params':>11}{'train ex-steps/s':>18}{'infer ex-steps/s':>18}")
     for r in rows:
         print(f"{r['name']:<28}{r['dtype']:<10}{r['params']:>11,}{r['train_steps_per_s']:>18.2f}"
@@ -179,7 +183,8 @@ def main() -> None:
     if args.json:
         out = Path(args.json)
         tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps({"rows": rows, "ratios": ratios, "load_avg_1m": os.getloadavg()[0]}, indent=2))
+        tmp.write_text(json.dumps({"rows": rows, "ratios": ratios, "batch": args.batch, "threads": args.threads,
+                                   "load_avg_1m": os.getloadavg()[0]}, indent=2))
         os.replace(tmp, out)
 
 

@@ -368,8 +368,10 @@ def test_an_inconsistent_array_on_disk_is_refused_naming_it(ps_meta, kind, data)
         out = write_dataset(Path(tmp) / "d", {"train": (meta, {"all": ps})}, ["<blank>"] + ["x"] * 9)
         for f in dataclasses.fields(PuzzleSet):
             np.save(out / "train" / f"all__{f.name}.npy", getattr(bad, f.name))
-        with pytest.raises(DatasetError, match=str(out / "train")):
+        with pytest.raises(DatasetError, match=f"{out / 'train'}.*checksum mismatch"):
             load_set(out / "train")
+        with pytest.raises(DatasetError, match=f"^{out / 'train' / 'all'}: "):   # the validation itself
+            load_set(out / "train", mmap=True)
 
 
 @FEW

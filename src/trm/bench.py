@@ -90,31 +90,28 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: str = "cpu", seconds: float = 1.0) -> dict[str, float]:
-    """Best square-matmul GFLOP/s per dtype over a few sizes ({'bfloat16': ..., 'float32': ...})."""
+def matmul_peak(device: str = "cpu", seconds: float = 1.0) -> tuple[dict[str, float], dict[str, float]]:
+    """Best square-matmul GFLOP/s per dtype over a few sizes: (wall-clock, CPU-time based).
+
+    The CPU-time figure is work / (process CPU seconds / threads): what the threads achieve while
+    they run, which stays meaningful on a machine shared with other processes (see :func:`_timed`).
+    """
     import torch
     sizes = (1024, 2048) if torch.device(device).type == "cpu" else (4096, 8192)
-    out = {}
+    wall, cpu = {}, {}
     for name in DTYPES:
         dt = getattr(torch, name)
-        best = 0.0
+        best = best_cpu = 0.0
         for s in sizes:
             a = torch.randn(s, s, device=device).to(dt)
             b = torch.randn(s, s, device=device).to(dt)
             for _ in range(2):
                 a @ b
-            _sync(device)
-            k, t0 = 0, time.perf_counter()
-            while True:
-                a @ b
-                k += 1
-                if k % 4 == 0:
-                    _sync(device)
-                    if time.perf_counter() - t0 > seconds / len(sizes):
-                        break
-            best = max(best, 2 * s**3 * k / (time.perf_counter() - t0) / 1e9)
-        out[name] = round(best, 1)
-    return out
+            k, dt_wall, dt_cpu = _timed(lambda: a @ b, device, seconds / len(sizes), 4)
+            best = max(best, 2 * s**3 * k / dt_wall / 1e9)
+            best_cpu = max(best_cpu, 2 * s**3 * k / dt_cpu / 1e9)
+        wall[name], cpu[name] = round(best, 1), round(best_cpu, 1)
+    return wall, cpu
 
 
 def machine_info(device: str) -> dict:
@@ -147,6 +144,7 @@ class Case:
     seconds: float
     min_steps: int = 2
     overrides: tuple[str, ...] = ()
+    threads: int = 0     # CPU threads (0: torch's default)
 
 
 def _preset_model_dims(cfg) -> None:
@@ -252,15 +250,21 @@ def _hwm_kb() -> int:
     return _proc_status_kb("VmHWM:")
 
 
-def _timed(fn, device, seconds: float, min_steps: int) -> tuple[int, float]:
-    """Call fn until ``seconds`` passed and at least ``min_steps`` calls; (calls, seconds)."""
+def _timed(fn, device, seconds: float, min_steps: int) -> tuple[int, float, float]:
+    """Call fn until ``seconds`` passed and at least ``min_steps`` calls: (calls, wall seconds, CPU
+    seconds per thread). On a CPU shared with other processes the wall time stretches while the
+    CPU time per thread measures the work done (it is close to the wall time on an idle machine;
+    threads spinning while they wait for each other count as busy)."""
+    import torch
     _sync(device)
-    k, t0 = 0, time.perf_counter()
+    threads = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
+    k, t0, c0 = 0, time.perf_counter(), time.process_time()
     while k < min_steps or time.perf_counter() - t0 < seconds:
         fn()
         k += 1
         _sync(device)
-    return k, time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return k, wall, (cpu / threads if torch.device(device).type == "cpu" else wall)
 
 
 def run_case(case: Case) -> dict:
@@ -269,10 +273,15 @@ def run_case(case: Case) -> dict:
 
     from trm.model.recursive import RecursiveReasoner
     from trm.train.engine import Engine
+    from trm.train.loop import tune_cpu_allocator
 
+    if case.threads:
+        torch.set_num_threads(case.threads)
     cfg = case_config(case)
     m = cfg.model
     device = torch.device(case.device)
+    if device.type == "cpu":
+        tune_cpu_allocator()                     # as `trm train` does (trm.train.loop.pick_device)
     mem = _PeakMemory(device)
     mem.start()
     torch.manual_seed(0)
@@ -285,7 +294,7 @@ def run_case(case: Case) -> dict:
         engine.train_step()
     _sync(device)
     warmup_s = time.perf_counter() - t0
-    steps, dt = _timed(engine.train_step, device, case.seconds, case.min_steps)
+    steps, dt, dt_cpu = _timed(engine.train_step, device, case.seconds, case.min_steps)
     train_rate = case.batch * steps / dt
     train_mem = mem.peak_mb()
 
@@ -305,17 +314,20 @@ def run_case(case: Case) -> dict:
     mem.start()
     for _ in range(2 if case.compile else 1):
         infer()
-    isteps, idt = _timed(infer, device, case.seconds, case.min_steps)
+    isteps, idt, idt_cpu = _timed(infer, device, case.seconds, case.min_steps)
     infer_rate = case.batch * isteps / idt
-    infer_mem = mem.peak_mb()
+    infer_mem = mem.peak_mb() if device.type == "cuda" else None   # CPU: the heap keeps training's pages
 
     tf, inf = step_flops(m, True), step_flops(m, False)
     return {"config": case.config, "dtype": case.dtype, "compile": case.compile, "batch": case.batch,
             "device": str(device), "params": model.num_params(),
             "train_steps_per_s": round(train_rate, 3), "infer_steps_per_s": round(infer_rate, 3),
+            "train_steps_per_cpu_s": round(case.batch * steps / dt_cpu, 3),
+            "infer_steps_per_cpu_s": round(case.batch * isteps / idt_cpu, 3),
             "train_gflops": round(train_rate * tf / 1e9, 1), "infer_gflops": round(infer_rate * inf / 1e9, 1),
             "train_gflop_per_step": round(tf / 1e9, 2), "infer_gflop_per_step": round(inf / 1e9, 2),
-            "train_peak_mem_mb": round(train_mem, 1), "infer_peak_mem_mb": round(infer_mem, 1),
+            "train_peak_mem_mb": round(train_mem, 1),
+            "infer_peak_mem_mb": None if infer_mem is None else round(infer_mem, 1),
             "mem_kind": "cuda_max_allocated" if device.type == "cuda" else "rss_growth",
             "warmup_s": round(warmup_s, 1), "timed_train_steps": steps, "timed_infer_steps": isteps}
 
@@ -332,17 +344,22 @@ def run_case_subprocess(case: Case) -> dict:
     return json.loads(lines[-1])
 
 
-def summarise(res: dict, peak: dict[str, float]) -> dict:
-    """Add the fractions of the measured matmul peak (same dtype, and of the bf16 limit)."""
+def summarise(res: dict, peak: dict[str, float], peak_cpu: dict[str, float] | None = None) -> dict:
+    """Add the fractions of the measured matmul peak: of the same dtype's peak (``frac_peak``), of the
+    best (bf16) peak (``frac_limit``), and the CPU-time based fraction (``frac_peak_cpu``)."""
     if "error" in res:
         return res
     best = max(peak.values())
     own = peak.get(res["dtype"], best)
     for phase in ("train", "infer"):
+        flops = res[f"{phase}_gflop_per_step"]
         g = res[f"{phase}_gflops"]
         res[f"{phase}_frac_peak"] = round(g / own, 3)          # of the same-dtype matmul peak
         res[f"{phase}_frac_limit"] = round(g / best, 3)        # of the best (bf16) matmul peak
-        res[f"{phase}_limit_steps_per_s"] = round(best * 1e9 / (res[f"{phase}_gflop_per_step"] * 1e9), 2)
+        res[f"{phase}_limit_steps_per_s"] = round(best / flops, 2)
+        if peak_cpu and f"{phase}_steps_per_cpu_s" in res:
+            own_cpu = peak_cpu.get(res["dtype"], max(peak_cpu.values()))
+            res[f"{phase}_frac_peak_cpu"] = round(res[f"{phase}_steps_per_cpu_s"] * flops / own_cpu, 3)
     return res
 
 
@@ -371,6 +388,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=6.0, help="timed seconds per phase and case (default 6)")
     p.add_argument("--min-steps", type=int, default=2, help="at least this many timed steps per phase")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's, one per core)")
     p.add_argument("--peak-seconds", type=float, default=2.0, help="seconds for the matmul peak (per dtype)")
     p.add_argument("--in-process", action="store_true", help="run the cases in this process (faster "
                    "start; CPU memory peaks less exact)")
@@ -410,34 +428,44 @@ def cases_from_args(args) -> list[Case]:
     # Eager cases first: a run cut short (time limit) still has them.
     return [Case(config=c, dtype=d, compile=comp, batch=args.batch or _default_batch(c, args.device),
                  device=args.device, seconds=args.seconds, min_steps=args.min_steps,
-                 overrides=tuple(args.set))
+                 overrides=tuple(args.set), threads=args.threads)
             for comp in args.compile for c in _expand_configs(args.configs) for d in dtypes]
 
 
-HEADER = (f"{'config':<22}{'dtype':<9}{'compile':<8}{'batch':>6} | {'train/s':>8}{'GFLOP/s':>9}{'%peak':>7}"
-          f"{'%lim':>6} | {'infer/s':>8}{'GFLOP/s':>9}{'%peak':>7}{'%lim':>6} | {'mem MB':>8}")
+HEADER = (f"{'config':<20}{'dtype':<9}{'compile':<8}{'batch':>5} | {'train/s':>8}{'GFLOP/s':>8}{'%peak':>6}"
+          f"{'%lim':>5}{'cpu%':>5} | {'infer/s':>8}{'GFLOP/s':>8}{'%peak':>6}{'%lim':>5}{'cpu%':>5} | {'mem MB':>7}")
+
+
+def _pct(r: dict, key: str) -> str:
+    return f"{100 * r[key]:>4.0f}%" if r.get(key) is not None else f"{'-':>5}"
 
 
 def format_row(r: dict) -> str:
-    head = f"{r['config']:<22}{r['dtype']:<9}{'yes' if r['compile'] else 'no':<8}{r['batch']:>6} | "
+    head = f"{r['config']:<20}{r['dtype']:<9}{'yes' if r['compile'] else 'no':<8}{r['batch']:>5} | "
     if "error" in r:
         return head + "ERROR: " + r["error"].splitlines()[-1][:100]
-    return (head + f"{r['train_steps_per_s']:>8.2f}{r['train_gflops']:>9.1f}{100 * r['train_frac_peak']:>6.1f}%"
-            f"{100 * r['train_frac_limit']:>5.0f}% | {r['infer_steps_per_s']:>8.2f}{r['infer_gflops']:>9.1f}"
-            f"{100 * r['infer_frac_peak']:>6.1f}%{100 * r['infer_frac_limit']:>5.0f}% | "
-            f"{r['train_peak_mem_mb']:>8.0f}")
+    cpu = r["device"] == "cpu"
+    return (head + f"{r['train_steps_per_s']:>8.2f}{r['train_gflops']:>8.0f}{_pct(r, 'train_frac_peak'):>6}"
+            f"{_pct(r, 'train_frac_limit')}{_pct(r, 'train_frac_peak_cpu') if cpu else '    -'} | "
+            f"{r['infer_steps_per_s']:>8.2f}{r['infer_gflops']:>8.0f}{_pct(r, 'infer_frac_peak'):>6}"
+            f"{_pct(r, 'infer_frac_limit')}{_pct(r, 'infer_frac_peak_cpu') if cpu else '    -'} | "
+            f"{r['train_peak_mem_mb']:>7.0f}")
 
 
 def run(args) -> dict:
     import torch
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cases = cases_from_args(args)
     info = machine_info(args.device)
-    peak = matmul_peak(args.device, args.peak_seconds)
+    peak, peak_cpu = matmul_peak(args.device, args.peak_seconds)
     print(f"trm bench on {info.get('gpu') or info.get('cpu', '?')} ({args.device}, torch {info['torch']}, "
           f"{info['threads']} threads, load {info.get('load_avg_1m', '?')})")
-    print(f"matmul peak: bf16 {peak['bfloat16']:.0f} GFLOP/s, fp32 {peak['float32']:.0f} GFLOP/s")
+    print(f"matmul peak: bf16 {peak['bfloat16']:.0f} GFLOP/s, fp32 {peak['float32']:.0f} GFLOP/s"
+          + (f" (CPU-time based: bf16 {peak_cpu['bfloat16']:.0f}, fp32 {peak_cpu['float32']:.0f})"
+             if args.device == "cpu" else ""))
     limits = {}
     for name in dict.fromkeys(c.config for c in cases):
         m = case_config(Case(name, "bfloat16", False, 1, args.device, 0, overrides=tuple(args.set))).model
@@ -448,14 +476,16 @@ def run(args) -> dict:
         print(f"  {name}: {tf / 1e9:.1f} GFLOP per training example-step ({m.T}x({m.n}+1) calls), "
               f"limit {limits[name]['train_limit_steps_per_s']:.1f}/s; inference {inf / 1e9:.1f} GFLOP, "
               f"limit {limits[name]['infer_limit_steps_per_s']:.1f}/s")
-    print("example-steps/s; %peak = of the same-dtype matmul peak, %lim = of the bf16 limit; "
-          "mem = training peak" + (" (RSS growth)" if args.device == "cpu" else " (allocated)"))
+    print("example-steps/s; %peak = of the same-dtype matmul peak, %lim = of the bf16 limit, cpu% = %peak "
+          "from CPU time (robust to other load); mem = training peak"
+          + (" (RSS growth)" if args.device == "cpu" else " (allocated)"))
     print(HEADER)
-    report = {"machine": info, "matmul_peak_gflops": peak, "limits": limits, "results": [],
+    report = {"machine": info, "matmul_peak_gflops": peak, "matmul_peak_gflops_cpu_time": peak_cpu,
+              "limits": limits, "results": [],
               "seconds_per_phase": args.seconds, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     for case in cases:
         res = run_case(case) if args.in_process else run_case_subprocess(case)
-        report["results"].append(summarise(res, peak))
+        report["results"].append(summarise(res, peak, peak_cpu))
         print(format_row(res), flush=True)
         if args.json:                               # after every case: a cut-short run keeps its figures
             _write_json(Path(args.json), report)

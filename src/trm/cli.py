@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -109,7 +110,12 @@ def _cmd_train(args) -> None:
         import yaml
 
         from trm.config import apply_overrides, config_from_dict
-        cfg = apply_overrides(config_from_dict(yaml.safe_load(saved.read_text())), overrides)
+        try:
+            raw = yaml.safe_load(saved.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            from trm.errors import ConfigError
+            raise ConfigError(f"{saved}: not a valid config ({str(e).splitlines()[0]})") from None
+        cfg = apply_overrides(config_from_dict(raw), overrides)
     else:
         cfg = load_config(preset or DEFAULT_PRESET, overrides)
     if args.resume and not run_dir and not cfg.run.name:
@@ -175,7 +181,7 @@ def _rollout_options(args) -> dict:
 def _solve_sudoku(solver, args) -> None:
     from trm.data.sudoku import check_solution, format_sudoku, parse_sudoku, solve
     text = args.puzzle
-    if Path(text).is_file():
+    if os.path.isfile(text):
         text = Path(text).read_text()
     board = parse_sudoku(text)
     res = solver.solve(board, halting=args.halting, trace=bool(args.png or args.gif), **_rollout_options(args))
@@ -213,21 +219,53 @@ def _solve_sudoku(solver, args) -> None:
 
 
 def _solve_maze(solver, args) -> None:
-    from trm.data.maze import check_path, format_maze, parse_maze
-    text = Path(args.puzzle).read_text() if Path(args.puzzle).is_file() else args.puzzle
-    grid = parse_maze(text, allow_path=False)
-    res = solver.solve(grid, halting=args.halting, trace=bool(args.png), **_rollout_options(args))
+    """Solve one maze (a text file, or the text itself with one line per row); a path already drawn
+    with 'o' is cleared first. Prints the answer and whether it is a valid shortest S-to-G path."""
+    import numpy as np
+
+    from trm.data.maze import OPEN, PATH, check_path, format_maze, parse_maze
+    from trm.errors import PuzzleError
+    src = args.puzzle
+    if "\n" in src:
+        text, where = src, "the maze"
+    elif os.path.isfile(src):
+        text, where = Path(src).read_text(), src
+    else:
+        raise PuzzleError(f"{src}: no such file (give a maze text file: one line per row over '# SG', "
+                          "'#' wall, ' ' open, 'S' start, 'G' goal)")
+    grid = parse_maze(text)
+    if (grid == PATH).any():
+        print("note: the path drawn in the maze ('o') was cleared; the model finds its own", file=sys.stderr)
+        grid = np.where(grid == PATH, OPEN, grid).astype(np.uint8)
+    shape = tuple(solver.data.get("grid_shape") or (int(round(solver.model.cfg.seq_len ** 0.5)),) * 2)
+    if grid.shape != shape:
+        raise PuzzleError(f"this model solves {shape[0]}x{shape[1]} mazes; {where} is "
+                          f"{grid.shape[0]}x{grid.shape[1]}")
+    draw = bool(args.png or args.gif)
+    res = solver.solve(grid, halting=args.halting, trace=draw, **_rollout_options(args))
     pred = res.answers[0]
     print(format_maze(pred))
     verdict = check_path(grid, pred)
-    ok = verdict.get("valid") and verdict.get("optimal")
-    print(f"{'valid shortest path' if ok else 'NOT a valid shortest path'}; {int(res.steps[0])} "
-          f"supervision step(s); halting probability {res.halt_probs[0]:.2f}")
-    if args.png:
+    ok = bool(verdict["optimal"])
+    what = (f"valid shortest path ({verdict['length']} steps)" if ok
+            else f"NOT a valid shortest path: {verdict['reason']} (shortest: {verdict['shortest']} steps)")
+    print(f"{what}; {int(res.steps[0])} supervision step(s); halting probability {res.halt_probs[0]:.2f}")
+    if args.rollouts > 1:
+        print(f"rollout {int(res.rollout[0])} of {args.rollouts} chosen (select={args.select}, noise {args.noise}); "
+              f"{res.agreement[0]:.0%} of the rollouts agree; {int(res.compute_steps[0])} supervision steps in all")
+    if draw:
         from trm import viz
-        img = viz.maze_refinement(grid, list(res.trace[0].reshape(-1, *grid.shape)), list(res.trace_halt[0]))
-        viz.save_png(img, args.png)
-        print(f"picture: {args.png}")
+        trace = list(res.trace[0].reshape(-1, *grid.shape))
+        halts = list(res.trace_halt[0])
+        if args.png:
+            viz.save_png(viz.maze_refinement(grid, trace, halts), args.png)
+            print(f"picture: {args.png}")
+        if args.gif:
+            frames = [viz.draw_maze(t, changed=None if k == 0 else t != trace[k - 1],
+                                    title=f"step {k + 1}  halt p={p:.2f}")
+                      for k, (t, p) in enumerate(zip(trace, halts))]
+            viz.refinement_gif(frames, args.gif)
+            print(f"animation: {args.gif}")
     if not ok:
         sys.exit(3)
 

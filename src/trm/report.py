@@ -69,7 +69,7 @@ def draw_run_pictures(run_dir: Path, model, ps, meta, result, count: int = 4) ->
 
     device = next(model.parameters()).device
     solver = TRM(model, Config(model=model.cfg), {"task": meta.task, "grid_shape": meta.grid_shape}, device)
-    m = min(len(result.preds), 32 if meta.task != "arc" else 4)
+    m = min(len(result.preds), 128 if meta.task != "arc" else 4)
     pid = np.repeat(np.asarray(ps.puzzle_identifiers), np.diff(np.asarray(ps.puzzle_indices)))[:m]
     res = solver.solve_tokens(np.asarray(ps.inputs[:m]), puzzle_ids=pid, halting="fixed", trace=True,
                               batch_size=m)
@@ -83,13 +83,16 @@ def draw_run_pictures(run_dir: Path, model, ps, meta, result, count: int = 4) ->
 
 
 def _interesting(trace: np.ndarray, labels: np.ndarray) -> int:
-    """A puzzle solved at the last step that needed the most steps to get right (else the first one)."""
+    """A puzzle right at the last step that took the most steps to get right, then the one whose answer
+    changed most over the steps (the first puzzle when none is right)."""
     right = (trace == labels[:, None]).all(-1)            # [m, steps]
     solved = right[:, -1]
     if not solved.any():
         return 0
     first_right = np.where(right.any(1), right.argmax(1), trace.shape[1])
-    return int(np.argmax(np.where(solved, first_right, -1)))
+    changes = (trace[:, 1:] != trace[:, :-1]).sum((1, 2))
+    score = np.where(solved, first_right * (changes.max() + 1) + changes, -1)
+    return int(np.argmax(score))
 
 
 def _refinement(task: str, inputs: np.ndarray, trace: np.ndarray, halt: np.ndarray, label: np.ndarray,
@@ -162,7 +165,41 @@ def _params(cfg: dict) -> int | None:
         return None
 
 
+def _task_of(run_dir: Path, cfg: dict) -> str:
+    """The run's task: from its exported model, its dataset, or its data.build."""
+    data_dir = Path((cfg.get("data") or {}).get("path", ""))
+    for path in (run_dir / "model" / "config.json", data_dir / "test" / "dataset.json"):
+        try:
+            doc = json.loads(path.read_text())
+            task = (doc.get("data") or {}).get("task") if "data" in doc else doc.get("task")
+            if task:
+                return str(task)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return str(((cfg.get("data") or {}).get("build") or {}).get("task", ""))
+
+
+HIDDEN_METRICS = ("eval/examples", "train/finished", "eval/steps")
+
+
+def plot_run_curves(metrics_path: Path, out_png: Path, title: str) -> Path:
+    """Training curves without clutter: bookkeeping counters, all-zero losses and single-point metrics
+    outside the loss/accuracy/lr panels are left out, and the per-step accuracies (eval/exact@k) are
+    left to accuracy_by_step.png."""
+    from trm import viz
+    records = viz.read_metrics(metrics_path)
+    keys = {k for r in records for k in r}
+    zero = {k for k in keys if k.endswith("_loss") and all(not r.get(k) for r in records if k in r)}
+    points = {k: sum(k in r for r in records) for k in keys}
+    lone = {k for k in keys if points[k] < 2 and viz._metric_group(k) not in ("loss", "accuracy", "learning rate")}
+    drop = set(HIDDEN_METRICS) | zero | lone | {k for k in keys if k.startswith("eval/exact@")}
+    kept = [{k: v for k, v in r.items() if k not in drop} for r in records]
+    return viz._save_fig(viz.curves_figure(kept, title=title), out_png)
+
+
 def _fmt(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer() and abs(v) >= 2:
+        return f"{int(v):,}"
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 1000 else f"{v:,.0f}"
     return str(v)
@@ -173,7 +210,7 @@ def _blocks(run_dir: Path, cfg: dict, final: dict, exact_by_step, pictures: list
     m, t, d = cfg.get("model", {}), cfg.get("train", {}), cfg.get("data", {})
     params = _params(cfg)
     summary = [("run", run_dir.name), ("preset", cfg.get("preset", "") or "-"),
-               ("task / data", f"{(d.get('build') or {}).get('task', '?')} / {d.get('path', '?')}"),
+               ("task / data", f"{_task_of(run_dir, cfg) or '?'} / {d.get('path', '?')}"),
                ("model", f"{m.get('mixer')} mixer, hidden {m.get('hidden_size')}, {m.get('num_layers')} layers, "
                          f"T={m.get('T')}, n={m.get('n')}, N_sup={m.get('N_sup')}"),
                ("parameters", f"{params:,}" if params else "-"),
@@ -276,7 +313,7 @@ def write_report(run_dir: str | Path, final_metrics: dict | None = None, exact_b
     metrics_path = run_dir / "metrics.jsonl"
     final = final_metrics or (_last_eval(metrics_path) if metrics_path.is_file() else {})
     if metrics_path.is_file():
-        viz.plot_curves(metrics_path, run_dir / "curves.png", title=f"{run_dir.name}: training curves")
+        plot_run_curves(metrics_path, run_dir / "curves.png", title=f"{run_dir.name}: training curves")
     if exact_by_step is not None and len(exact_by_step):
         viz.plot_accuracy_by_step({k + 1: float(v) for k, v in enumerate(exact_by_step)},
                                   run_dir / "accuracy_by_step.png")

@@ -21,7 +21,8 @@ probability (``select="halt"``) or the answer most rollouts agree on (``"vote"``
 halting probability). For Sudoku and mazes, rollouts whose answer breaks a rule (a Sudoku row, column,
 box or given; a maze path that is not a shortest S-to-G path) are rejected first whenever another
 rollout passes the check; ``stop_on_valid`` also stops a puzzle's other rollouts as soon as one rollout
-halts on an answer that passes it.
+halts on an answer that passes it. ``require_valid`` makes adaptive halting refuse to stop on an answer
+that breaks a rule: such a row keeps refining until its answer passes or it reaches ``max_steps``.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ class TRM:
                 board = parse_sudoku(puzzle)
             else:
                 arr = np.asarray(puzzle)
-                if arr.dtype.kind not in "iu" or arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[0] != arr.shape[1]):
+                square = arr.ndim == 1 or (arr.ndim == 2 and arr.shape[0] == arr.shape[1])
+                if arr.dtype.kind not in "iu" or not square:
                     raise PuzzleError(f"a Sudoku board must be a string or an NxN array of integers 0..N, got "
                                       f"{arr.dtype} array of shape {arr.shape}")
                 board = parse_sudoku(to_line(arr))   # checks values and contradictory givens
@@ -169,7 +171,8 @@ class TRM:
               trace: bool = False, puzzle_ids: Sequence[int] | None = None, batch_size: int = 256,
               halt_threshold: float = 0.5, rollouts: int = 1, noise: float = 0.0, noise_on: str = "z",
               noise_at: str = "both", select: str = "halt", reject_invalid: bool = True,
-              stop_on_valid: bool = False, seed: int = 0, **arc_options: Any) -> SolveResult:
+              stop_on_valid: bool = False, require_valid: bool = False, seed: int = 0,
+              **arc_options: Any) -> SolveResult:
         """Solve one puzzle or a batch (Sudoku strings or boards, maze text or token grids, ARC tasks).
 
         Returns answers, supervision steps used, halting probabilities and, with ``trace=True``, the
@@ -191,6 +194,7 @@ class TRM:
                                 trace=trace, batch_size=batch_size, halt_threshold=halt_threshold,
                                 rollouts=rollouts, noise=noise, noise_on=noise_on, noise_at=noise_at,
                                 select=select, reject_invalid=reject_invalid, stop_on_valid=stop_on_valid,
+                                require_valid=require_valid,
                                 seed=seed)
         res.answers = [self.decode(t) for t in res.tokens]
         return res
@@ -224,13 +228,29 @@ class TRM:
                 raise
             raise PuzzleError(f"puzzle {i} of the batch: {e}") from None
 
-    @torch.inference_mode()
     def solve_tokens(self, tokens: np.ndarray, *, puzzle_ids: Sequence[int] | None = None, halting: str = "fixed",
                      max_steps: int | None = None, trace: bool = False, batch_size: int = 256,
                      halt_threshold: float = 0.5, rollouts: int = 1, noise: float = 0.0, noise_on: str = "z",
                      noise_at: str = "both", select: str = "halt", reject_invalid: bool = True,
-                     stop_on_valid: bool = False, seed: int = 0) -> SolveResult:
+                     stop_on_valid: bool = False, require_valid: bool = False, seed: int = 0) -> SolveResult:
         """Solve token rows [B, S] (a dataset's inputs); the options are those of :meth:`solve`."""
+        if select not in SELECT:
+            raise ValueError(f"select must be one of {SELECT}, got {select!r}")
+        rows = self.run_rollouts(tokens, puzzle_ids=puzzle_ids, halting=halting, max_steps=max_steps, trace=trace,
+                                 batch_size=batch_size, halt_threshold=halt_threshold, rollouts=rollouts, noise=noise,
+                                 noise_on=noise_on, noise_at=noise_at, stop_on_valid=stop_on_valid,
+                                 require_valid=require_valid, seed=seed)
+        return select_rollouts(rows, rollouts, select, reject_invalid)
+
+    @torch.inference_mode()
+    def run_rollouts(self, tokens: np.ndarray, *, puzzle_ids: Sequence[int] | None = None, halting: str = "fixed",
+                     max_steps: int | None = None, trace: bool = False, batch_size: int = 256,
+                     halt_threshold: float = 0.5, rollouts: int = 1, noise: float = 0.0, noise_on: str = "z",
+                     noise_at: str = "both", stop_on_valid: bool = False, require_valid: bool = False,
+                     seed: int = 0) -> dict[str, np.ndarray]:
+        """Every rollout of every puzzle, before selection: arrays of B*K rows (row r = puzzle r // K,
+        rollout r % K) named tokens, steps, halt_probs, valid (None without a rule check), trace and
+        trace_halt (None unless ``trace``). :func:`select_rollouts` keeps one per puzzle."""
         tokens = np.asarray(tokens)
         S = self.seq_len
         if tokens.ndim != 2 or tokens.shape[1] != S:
@@ -238,7 +258,7 @@ class TRM:
         if tokens.size and (tokens.min() < 0 or tokens.max() >= self.model.cfg.vocab_size):
             raise PuzzleError(f"tokens must lie in 0..{self.model.cfg.vocab_size - 1}, found "
                               f"{tokens.min()}..{tokens.max()}")
-        _check_options(halting, max_steps, halt_threshold, rollouts, noise, noise_on, noise_at, select, batch_size)
+        _check_options(halting, max_steps, halt_threshold, rollouts, noise, noise_on, noise_at, "halt", batch_size)
         cap = max_steps or self.model.cfg.N_sup
         ids = np.zeros(len(tokens), np.int32) if puzzle_ids is None else np.asarray(puzzle_ids, np.int32).reshape(-1)
         if len(ids) != len(tokens):
@@ -249,22 +269,16 @@ class TRM:
         K = rollouts
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
         per_chunk = max(1, batch_size // K)
-        parts = []
-        for s in range(0, len(tokens), per_chunk):
-            rows = self._run_rows(tokens[s:s + per_chunk].astype(np.uint8), ids[s:s + per_chunk], K, cap, halting,
-                                  halt_threshold, trace, noise, noise_on, noise_at, stop_on_valid, gen)
-            parts.append(_select(rows, K, select, reject_invalid, trace))
-        res = SolveResult(**{k: (np.concatenate([p[k] for p in parts]) if parts[0][k] is not None else None)
-                             for k in parts[0]})
-        if trace and res.trace is not None and len(res.steps):
-            last = int(res.steps.max())
-            res.trace, res.trace_halt = res.trace[:, :last], res.trace_halt[:, :last]
-        res.answers = [t for t in res.tokens]
-        return res
+        parts = [self._run_rows(tokens[s:s + per_chunk].astype(np.uint8), ids[s:s + per_chunk], K, cap, halting,
+                                halt_threshold, trace, noise, noise_on, noise_at, stop_on_valid, require_valid, gen)
+                 for s in range(0, len(tokens), per_chunk)]
+        if not parts:
+            raise PuzzleError("no puzzles given (an empty batch)")
+        return {k: (np.concatenate([p[k] for p in parts]) if parts[0][k] is not None else None) for k in parts[0]}
 
     def _run_rows(self, tokens: np.ndarray, ids: np.ndarray, K: int, cap: int, halting: str, thr: float,
                   trace: bool, noise: float, noise_on: str, noise_at: str, stop_on_valid: bool,
-                  gen: torch.Generator) -> dict[str, np.ndarray]:
+                  require_valid: bool, gen: torch.Generator) -> dict[str, np.ndarray]:
         """Run B puzzles x K rollouts as one batch of B*K rows (row r = puzzle r // K, rollout r % K)."""
         model, dev = self.model, self.device
         B, S = tokens.shape
@@ -280,7 +294,7 @@ class TRM:
         prob = np.zeros(R, np.float32)
         tr = np.zeros((R, cap, S), np.uint8) if trace else None
         th = np.zeros((R, cap), np.float32) if trace else None
-        checker = self._checker(rows_tok) if stop_on_valid else None
+        checker = self._checker(rows_tok) if (stop_on_valid or require_valid) else None
         for k in range(1, cap + 1):
             if noise > 0 and ((k == 1 and noise_at in ("start", "both")) or (k > 1 and noise_at in ("every", "both"))):
                 mask = noisy[active]
@@ -302,8 +316,11 @@ class TRM:
                 done[:] = True
             elif checker is not None and done.any():
                 ok = checker(rows[done], pred[done])
-                solved = np.unique(rows[done][ok] // K)                  # puzzles with an accepted answer
-                done |= np.isin(rows // K, solved)
+                accepted = rows[done][ok]
+                if require_valid:                                        # a rule breaker keeps going
+                    done[np.flatnonzero(done)[~ok]] = False
+                if stop_on_valid:                                        # the puzzle is solved: stop its rollouts
+                    done |= np.isin(rows // K, np.unique(accepted // K))
             answer[rows[done]], used[rows[done]], prob[rows[done]] = pred[done], k, p[done]
             if done.all():
                 break
@@ -384,6 +401,26 @@ def _select(r: dict[str, np.ndarray], K: int, select: str, reject_invalid: bool,
            "valid": valid[np.arange(B), choice] if valid is not None else None,
            "rollout": choice.astype(np.int32), "agreement": agree}
     return out
+
+
+def select_rollouts(rows: dict[str, np.ndarray], K: int, select: str = "halt", reject_invalid: bool = True
+                    ) -> SolveResult:
+    """One answer per puzzle from :meth:`TRM.run_rollouts` rows (K rollouts per puzzle): rule-passing
+    rollouts first (``reject_invalid``), then the highest halting probability or the majority answer."""
+    if select not in SELECT:
+        raise ValueError(f"select must be one of {SELECT}, got {select!r}")
+    res = SolveResult(**_select(rows, K, select, reject_invalid, rows["trace"] is not None))
+    if res.trace is not None and len(res.steps):
+        last = int(res.steps.max())
+        res.trace, res.trace_halt = res.trace[:, :last], res.trace_halt[:, :last]
+    res.answers = list(res.tokens)
+    return res
+
+
+def first_rollouts(rows: dict[str, np.ndarray], K: int, k: int) -> dict[str, np.ndarray]:
+    """The rows of the first ``k`` of ``K`` rollouts of every puzzle (a K=k run with the same noise)."""
+    keep = np.arange(len(rows["tokens"])) % K < k
+    return {name: (a[keep] if a is not None else None) for name, a in rows.items()}
 
 
 def _read_if_file(puzzle: Any) -> Any:

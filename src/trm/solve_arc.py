@@ -23,7 +23,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -369,8 +369,8 @@ def _grid_text(g: np.ndarray | None) -> str:
 def solve_arc_cli(solver, args) -> None:
     """``trm solve arc TASK.json``: adapt, predict, vote; print the top-2 attempts per test input."""
     from trm import viz
-    opts = dict(versions=getattr(args, "versions", None) or 32,
-                adapt_steps=getattr(args, "adapt_steps", None) if getattr(args, "adapt_steps", None) is not None else 100,
+    steps = getattr(args, "adapt_steps", None)
+    opts = dict(versions=getattr(args, "versions", None) or 32, adapt_steps=100 if steps is None else steps,
                 adapt_lr=getattr(args, "adapt_lr", None), seed=getattr(args, "seed", 0) or 0,
                 max_steps=getattr(args, "max_steps", None))
     res = solve_tasks(solver, args.puzzle, halting=args.halting, trace=bool(args.gif), rollouts=args.rollouts,
@@ -417,7 +417,8 @@ def solve_arc_cli(solver, args) -> None:
 
 def arc_refinement_frames(trace: np.ndarray, halt: np.ndarray, steps: int | None = None, cell: int = 16) -> list:
     """One picture per supervision step of an ARC answer (the cropped canvas), cells changed since the
-    previous step outlined in yellow, captioned with the step, halting probability and change count."""
+    previous step marked by a black-and-white outline (visible on every ARC colour), captioned with the
+    step, the halting probability and the number of changed cells."""
     from PIL import ImageDraw
 
     from trm import viz
@@ -435,7 +436,8 @@ def arc_refinement_frames(trace: np.ndarray, halt: np.ndarray, steps: int | None
                 draw = ImageDraw.Draw(img)
                 for r, c in changed:      # draw_arc: cell (r, c) spans [1 + c*cell, 1 + (c+1)*cell)
                     x0, y0 = 1 + c * cell, 1 + r * cell
-                    draw.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), outline=viz.CHANGED, width=2)
+                    draw.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), outline=(0, 0, 0), width=3)
+                    draw.rectangle((x0 + 1, y0 + 1, x0 + cell - 2, y0 + cell - 2), outline=(255, 255, 255), width=1)
                 note = f"\n{len(changed)} cells changed"
             else:
                 note = f"\nshape {prev.shape[0]}x{prev.shape[1]} -> {g.shape[0]}x{g.shape[1]}"

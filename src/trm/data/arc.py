@@ -53,7 +53,7 @@ import numpy as np
 
 from trm.data import dihedral
 from trm.data.format import (ARRAY_NAMES, DatasetMetadata, PuzzleSet, atomic_dir_write, check_output_dir,
-                             validate_set)
+                             file_checksums, validate_set)
 from trm.errors import ConfigError, DatasetError, PuzzleError
 
 CANVAS = 30
@@ -216,7 +216,7 @@ def version_name(task_id: str, t: int, perm: np.ndarray) -> str:
 
 def parse_version_name(name: str) -> tuple[str, int, np.ndarray]:
     """Inverse of :func:`version_name` -> (task_id, t, perm with perm[0] = 0)."""
-    parts = name.split(SEP)
+    parts = name.rsplit(SEP, 2)   # the task id may end in "|"; the last two fields never hold one
     if len(parts) != 3 or not parts[1].startswith("t") or parts[1][1:] not in {str(i) for i in range(8)}:
         raise DatasetError(f"puzzle identifier {name!r} is not an ARC version name '<task>|||t<k>|||<perm>'")
     digits = parts[2]
@@ -692,7 +692,8 @@ def build_arc_dataset(out_dir: str | Path, *, version: str = "arc1", conceptarc:
                                        num_puzzle_identifiers=len(identifiers), total_groups=len(groups),
                                        mean_puzzle_examples=n_ex / max(n_puz, 1), total_puzzles=n_puz,
                                        sets=["all"], task="arc", grid_shape=[CANVAS, CANVAS],
-                                       extra=dict(extra, split=split, examples=n_ex))
+                                       extra=dict(extra, split=split, examples=n_ex,
+                                                  checksums=file_checksums(d, ["all"])))
                 ps = PuzzleSet(**{k: (np.load(paths[k], mmap_mode="r") if k in paths else arrays[k])
                                   for k in ARRAY_NAMES})
                 validate_set(ps, meta, where=f"{split}/all")

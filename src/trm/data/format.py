@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -215,6 +216,7 @@ def write_dataset(
                 validate_set(ps, meta, where=f"{split}/{set_name}")
                 for name in ARRAY_NAMES:
                     np.save(d / f"{set_name}__{name}.npy", getattr(ps, name))
+            meta.extra = {**meta.extra, "checksums": file_checksums(d, list(sets))}
             (d / "dataset.json").write_text(json.dumps(asdict(meta), indent=2))
         (tmp / "identifiers.json").write_text(json.dumps(identifiers))
 
@@ -256,8 +258,25 @@ def _check_metadata(raw: dict, path: Path) -> None:
     shape = raw.get("grid_shape")
     if shape is not None and (not isinstance(shape, list) or not all(is_int(v) and v >= 1 for v in shape)):
         fail(f"grid_shape must be a list of positive integers or null, got {shape!r}")
-    if not isinstance(raw.get("extra", {}), dict):
-        fail(f"extra must be an object, got {raw['extra']!r}")
+    extra = raw.get("extra", {})
+    if not isinstance(extra, dict):
+        fail(f"extra must be an object, got {extra!r}")
+    sums = extra.get("checksums", {})
+    if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+        fail(f"extra.checksums must map file names to CRC-32 strings, got {sums!r}"[:300])
+
+
+def _crc32(path: Path) -> str:
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            crc = zlib.crc32(chunk, crc)
+    return f"{crc:08x}"
+
+
+def file_checksums(split_dir: Path, set_names: list[str]) -> dict[str, str]:
+    """CRC-32 of every array file of ``set_names``, stored as ``extra.checksums`` in ``dataset.json``."""
+    return {f"{s}__{n}.npy": _crc32(Path(split_dir) / f"{s}__{n}.npy") for s in set_names for n in ARRAY_NAMES}
 
 
 def read_metadata(split_dir: str | Path) -> DatasetMetadata:
@@ -314,6 +333,13 @@ def load_set(split_dir: str | Path, set_name: str = "all", mmap: bool = False) -
     if set_name not in meta.sets:
         raise DatasetError(f"{split_dir / 'dataset.json'}: has no set {set_name!r} (sets: {meta.sets})")
     arrays = {name: _load_array(split_dir / f"{set_name}__{name}.npy", mmap) for name in ARRAY_NAMES}
+    sums = meta.extra.get("checksums", {})
+    for name in ARRAY_NAMES if not mmap else ():   # a memory map is not read whole; sizes are still checked
+        path = split_dir / f"{set_name}__{name}.npy"
+        want, got = sums.get(path.name), _crc32(path) if path.name in sums else None
+        if want is not None and got != want:
+            raise DatasetError(f"{path}: checksum mismatch (CRC-32 {got}, dataset.json says {want}); "
+                               "the file is corrupt: rebuild the dataset")
     ps = PuzzleSet(**arrays)
     validate_set(ps, meta, where=str(split_dir / set_name))
     if meta.sets == [set_name]:   # one set: the totals in dataset.json are this set's

@@ -126,7 +126,7 @@ class Engine:
         n_new = int(g_halted.sum())
         # Exploration floors are drawn for the whole global batch (same on every rank).
         explore = torch.rand(self.global_batch, generator=self.gen) < self.model.cfg.halt_exploration_prob
-        floors = torch.randint(2, self.model.cfg.N_sup + 1, (self.global_batch,), generator=self.gen)
+        floors = torch.randint(2, max(self.model.cfg.N_sup, 2) + 1, (self.global_batch,), generator=self.gen)
         g_min = torch.where(explore, floors, torch.zeros_like(floors)).to(torch.int32)
         lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
         c = self.carry
