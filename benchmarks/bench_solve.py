@@ -68,44 +68,59 @@ def bench_rollouts(model, inputs, labels, ks, noise, noise_at, selects, halting,
     rows_all, sec = timed(lambda: model.run_rollouts(inputs, halting=halting, rollouts=K, noise=noise,
                                                      noise_at=noise_at, batch_size=batch_size, seed=seed))
     out = []
+    checks = (True, False) if rows_all["valid"] is not None else (False,)
     for k in sorted(ks):
         rows = first_rollouts(rows_all, K, k)
-        for sel in selects:
-            res = select_rollouts(rows, k, sel)
-            out.append({"K": k, "select": sel, "noise": noise, "noise_at": noise_at, "halting": halting,
-                        "exact": exact(res, labels),
-                        "valid": float(res.valid.mean()) if res.valid is not None else None,
-                        "agreement": float(res.agreement.mean()),
-                        "compute_steps": float(res.compute_steps.mean()),
-                        "puzzles_per_s": len(inputs) / sec if k == K else None})
+        for check in checks:
+            for sel in selects:
+                res = select_rollouts(rows, k, sel, reject_invalid=check)
+                out.append({"K": k, "select": sel, "rule_check": check, "noise": noise, "noise_at": noise_at,
+                            "halting": halting, "exact": exact(res, labels),
+                            "valid": float(res.valid.mean()) if res.valid is not None else None,
+                            "agreement": float(res.agreement.mean()),
+                            "compute_steps": float(res.compute_steps.mean()),
+                            "puzzles_per_s": len(inputs) / sec if k == K else None})
+                if k == 1:
+                    break            # one rollout: every rule picks it
             if k == 1:
-                break            # one rollout: both rules pick it
+                break
     return out
+
+
+def _label(r: dict) -> str:
+    return f"select = {r['select']}" + ("" if r.get("rule_check") is None else
+                                         (", rule check" if r["rule_check"] else ", no rule check"))
 
 
 def plot(rows: list[dict], baseline: float, out_png: Path, title: str) -> None:
     from trm import viz
-    fig = viz._figure((6.4, 4.2))
+    fig = viz._figure((6.8, 4.4))
     ax = fig.add_subplot(1, 1, 1)
-    by_sel: dict[str, list[dict]] = {}
+    one = [r for r in rows if r["K"] == 1]
+    series: dict[str, list[dict]] = {}
     for r in rows:
-        for sel in ([r["select"]] if r["K"] > 1 else sorted({x["select"] for x in rows})):
-            by_sel.setdefault(sel, []).append(r)
-    for sel, rs in sorted(by_sel.items()):
+        if r["K"] > 1:
+            series.setdefault(_label(r), list(one)).append(r)
+    for label, rs in sorted(series.items()):
         rs = sorted(rs, key=lambda r: r["K"])
-        ks, acc = [r["K"] for r in rs], [100 * r["exact"] for r in rs]
-        ax.plot(ks, acc, marker="o", label=f"select = {sel}")
-        for k, a in zip(ks, acc):
-            ax.annotate(f"{a:.1f}", (k, a), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
-    ax.axhline(100 * baseline, color="grey", linestyle="--", linewidth=1, label="one run, N_sup steps")
+        halt, check = "halt" in label, "no rule check" not in label
+        shift = 0.96 if halt else 1.04          # side by side where the rules agree
+        ks, acc = [r["K"] * (shift if r["K"] > 1 else 1) for r in rs], [100 * r["exact"] for r in rs]
+        ax.plot(ks, acc, marker="o" if halt else "s", color="#1f60d6" if halt else "#d62728",
+                linestyle="-" if check else "--", label=label, alpha=0.85, markersize=5)
+        for k, a, r in zip(ks, acc, rs):
+            if r["K"] > 1:
+                ax.annotate(f"{a:.1f}", (k, a), textcoords="offset points", xytext=(0, 6 if check else -12),
+                            ha="center", fontsize=6.5, color="#1f60d6" if halt else "#d62728")
+    ax.axhline(100 * baseline, color="grey", linestyle=":", linewidth=1, label="one run (K = 1)")
     ax.set_xscale("log", base=2)
     ks = sorted({r["K"] for r in rows})
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("rollouts per puzzle K")
     ax.set_ylabel("exact accuracy (%)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     viz._save_fig(fig, out_png)
 
 
@@ -116,13 +131,15 @@ def markdown(halting: list[dict], rollouts: list[dict], n: int) -> str:
         lines.append(f"| {r['mode']} | {r['threshold'] if r['threshold'] is not None else '-'} | "
                      f"{100 * r['exact']:.1f} | {r['mean_steps']:.2f} | {r['puzzles_per_s']:.0f} |")
     if rollouts:
-        lines += ["", "| K | select | noise | exact % | valid % | steps per puzzle (all rollouts) | "
+        lines += ["", "| K | select | rule check | noise | exact % | valid % | steps per puzzle (all rollouts) | "
                   "puzzles/s (run at the largest K) |",
-                  "|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|"]
         for r in rollouts:
             valid = f"{100 * r['valid']:.1f}" if r["valid"] is not None else "-"
             pps = f"{r['puzzles_per_s']:.1f}" if r["puzzles_per_s"] else "-"
-            lines.append(f"| {r['K']} | {r['select'] if r['K'] > 1 else '-'} | {r['noise'] if r['K'] > 1 else '-'} | "
+            many = r["K"] > 1
+            check = ("yes" if r["rule_check"] else "no") if many else "-"
+            lines.append(f"| {r['K']} | {r['select'] if many else '-'} | {check} | {r['noise'] if many else '-'} | "
                          f"{100 * r['exact']:.1f} | {valid} | {r['compute_steps']:.1f} | {pps} |")
     return "\n".join(lines)
 
@@ -135,7 +152,8 @@ def sweep(model, inputs, labels, noises, ats, k, selects, halting, batch_size, s
             rs = bench_rollouts(model, inputs, labels, [k], s, at, selects, halting, batch_size, seed)
             rows += rs
             print("sweep: noise %4.2f at %-5s K %d: %s" % (s, at, k, ", ".join(
-                f"{r['select']} {100 * r['exact']:5.1f}%" for r in rs)), flush=True)
+                f"{r['select']}{'' if r['rule_check'] else ' (no check)'} {100 * r['exact']:5.1f}%" for r in rs)),
+                flush=True)
     return rows
 
 
@@ -187,10 +205,10 @@ def main(argv=None) -> None:
     best = min(no_loss, key=lambda r: r["mean_steps"]) if no_loss else None
     summary = {"fixed_exact": fixed["exact"], "fixed_steps": fixed["mean_steps"]}
     if best:
-        summary.update(adaptive_threshold=best["threshold"], adaptive_exact=best["exact"],
+        summary.update(adaptive_mode=best["mode"], adaptive_threshold=best["threshold"], adaptive_exact=best["exact"],
                        adaptive_steps=best["mean_steps"], step_reduction=fixed["mean_steps"] / best["mean_steps"],
                        speedup=best["puzzles_per_s"] / fixed["puzzles_per_s"])
-        print(f"adaptive halting at no accuracy loss (threshold {best['threshold']}): "
+        print(f"adaptive halting at no accuracy loss ({best['mode']}, threshold {best['threshold']}): "
               f"{summary['step_reduction']:.1f}x fewer steps, {summary['speedup']:.1f}x puzzles/s", flush=True)
     else:
         print("adaptive halting lost accuracy at every threshold tried", flush=True)
@@ -208,16 +226,19 @@ def main(argv=None) -> None:
         print(f"tuning on test puzzles {lo}..{hi - 1} (disjoint from the held-out set)", flush=True)
         tuning = sweep(model, np.asarray(ps.inputs[lo:hi]), np.asarray(ps.labels[lo:hi]), noises, ats,
                        args.sweep_k, selects, args.rollout_halting, args.batch_size, args.seed)
-        top = max(tuning, key=lambda r: (r["exact"], -r["noise"]))
-        noise, noise_at = top["noise"], top["noise_at"]
-        print(f"chosen: noise {noise} at {noise_at} ({top['select']} {100 * top['exact']:.1f}% on the tuning set)")
+        means: dict[tuple, list[float]] = {}
+        for r in tuning:                 # every selection rule, with and without the rule check
+            means.setdefault((r["noise"], r["noise_at"]), []).append(r["exact"])
+        (noise, noise_at), accs = max(means.items(), key=lambda kv: (np.mean(kv[1]), -kv[0][0]))
+        print(f"chosen: noise {noise} at {noise_at} (mean exact {100 * np.mean(accs):.1f}% over the selection "
+              f"rules on the tuning set)")
     if not args.skip_rollouts:
         noise = float(noise)
         rollouts = bench_rollouts(model, inputs, labels, ks, noise, noise_at, selects, args.rollout_halting,
                                   args.batch_size, args.seed)
         for r in rollouts:
             speed = f"  {r['puzzles_per_s']:8.1f} puzzles/s" if r["puzzles_per_s"] else ""
-            print(f"rollouts K {r['K']:3d} select {r['select']}: exact {100 * r['exact']:5.1f}%  valid "
+            print(f"rollouts K {r['K']:3d} select {r['select']} check {'yes' if r['rule_check'] else 'no ':3s}: exact {100 * r['exact']:5.1f}%  valid "
                   f"{100 * (r['valid'] or 0):5.1f}%  agree {100 * r['agreement']:5.1f}%  steps/puzzle "
                   f"{r['compute_steps']:7.1f}{speed}", flush=True)
         out = Path(args.out)

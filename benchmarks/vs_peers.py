@@ -75,26 +75,31 @@ def peer_worker(spec: dict) -> dict:
         state["icarry"] = (outputs, latents)
 
     model.train()
-    train_rate = _rate(train_step, batch, spec["seconds"], dev)
+    train_rate, train_cpu = _rate(train_step, batch, spec["seconds"], dev)
     model.eval()
-    infer_rate = _rate(infer_step, batch, spec["seconds"], dev)
+    infer_rate, infer_cpu = _rate(infer_step, batch, spec["seconds"], dev)
     return {"name": f"{PEER} {version(PEER)}", "dtype": spec["dtype"], "batch": batch,
             "params": sum(p.numel() for p in model.parameters()),
-            "train_steps_per_s": round(train_rate, 3), "infer_steps_per_s": round(infer_rate, 3)}
+            "train_steps_per_s": round(train_rate, 3), "infer_steps_per_s": round(infer_rate, 3),
+            "train_steps_per_cpu_s": round(train_cpu, 3), "infer_steps_per_cpu_s": round(infer_cpu, 3)}
 
 
-def _rate(fn, batch: int, seconds: float, device: str) -> float:
-    """Example-steps per second of ``fn`` after one warm-up call (at least 2 timed calls)."""
+def _rate(fn, batch: int, seconds: float, device: str) -> tuple[float, float]:
+    """Example-steps per second of ``fn`` after one warm-up call (at least 2 timed calls): per wall
+    second and per CPU second of one thread (CPU time / threads; robust to other load on the machine)."""
     import torch
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     fn()
     sync()
-    k, t0 = 0, time.perf_counter()
+    k, t0, c0 = 0, time.perf_counter(), time.process_time()
     while k < 2 or time.perf_counter() - t0 < seconds:
         fn()
         sync()
         k += 1
-    return batch * k / (time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    cpu = wall if cuda else (time.process_time() - c0) / torch.get_num_threads()
+    return batch * k / wall, batch * k / cpu
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,7 +144,8 @@ def run_trm(spec: dict) -> dict:
         raise RuntimeError(f"trm run failed: {res['error']}")
     return {"name": "trm", "dtype": spec["dtype"], "batch": spec["batch"], "params": res["params"],
             "compile": case.compile, "train_steps_per_s": res["train_steps_per_s"],
-            "infer_steps_per_s": res["infer_steps_per_s"]}
+            "infer_steps_per_s": res["infer_steps_per_s"], "train_steps_per_cpu_s": res["train_steps_per_cpu_s"],
+            "infer_steps_per_cpu_s": res["infer_steps_per_cpu_s"]}
 
 
 def main() -> None:
@@ -152,7 +158,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for both (default: torch's)")
     p.add_argument("--env", default=str(ROOT / "build" / "peer-env"), help="the peer's virtual environment")
-    p.add_argument("--trm-dtypes", default="bfloat16,float32")
+    p.add_argument("--trm-dtypes", default="bfloat16", help="comma list; the first is compared")
     p.add_argument("--peer-dtypes", default="float32,bfloat16", help="float32 = the peer's default; "
                    "bfloat16 = under torch.autocast")
     p.add_argument("--json", default=None)
@@ -163,23 +169,26 @@ def main() -> None:
     base = dict(batch=args.batch, seconds=args.seconds, device=args.device, threads=args.threads)
     rows = [run_trm({**base, "dtype": d}) for d in args.trm_dtypes.split(",") if d]
     rows += [run_peer(py, {**base, "dtype": d}) for d in args.peer_dtypes.split(",") if d]
-    flops = 42.7  # GFLOP per training example-step at this size for both (trm.bench.step_flops)
+    from trm.bench import Case, case_config, step_flops
+    flops = step_flops(case_config(Case("sudoku-mlp", "bfloat16", False, 1, "cpu", 0)).model, True) / 1e9
     print(f"\nSudoku MLP, width 512, depth 2, n=6, T=3, sequence 97, batch {args.batch}, {args.device}, "
           f"{args.threads or torch.get_num_threads()} thread(s), torch {torch.__version__}, "
           f"load {os.getloadavg()[0]:.1f}")
-    print(f"{'implementation':<28}{'dtype':<10}{'params':>11}{'train ex-steps/s':>18}{'infer ex-steps/s':>18}")
+    print("example-steps/s per wall second, and per CPU second of one thread (cpu: robust to other load; "
+          "the ratios use it)")
+    print(f"{'implementation':<28}{'dtype':<10}{'params':>11}{'train':>9}{'(cpu)':>8}{'infer':>9}{'(cpu)':>8}")
     for r in rows:
-        print(f"{r['name']:<28}{r['dtype']:<10}{r['params']:>11,}{r['train_steps_per_s']:>18.2f}"
-              f"{r['infer_steps_per_s']:>18.2f}")
+        print(f"{r['name']:<28}{r['dtype']:<10}{r['params']:>11,}{r['train_steps_per_s']:>9.2f}"
+              f"{r['train_steps_per_cpu_s']:>8.2f}{r['infer_steps_per_s']:>9.2f}{r['infer_steps_per_cpu_s']:>8.2f}")
     ours = rows[0]
     ratios = {}
     for r in rows:
         if r["name"] != "trm":
             key = f"{ours['dtype']} trm / {r['dtype']} peer"
-            ratios[key] = {"train": round(ours["train_steps_per_s"] / r["train_steps_per_s"], 2),
-                           "infer": round(ours["infer_steps_per_s"] / r["infer_steps_per_s"], 2)}
+            ratios[key] = {p: round(ours[f"{p}_steps_per_cpu_s"] / r[f"{p}_steps_per_cpu_s"], 2)
+                           for p in ("train", "infer")}
             print(f"ratio {key}: training {ratios[key]['train']:.2f}x, inference {ratios[key]['infer']:.2f}x")
-    print(f"(about {flops} GFLOP per training example-step for both)")
+    print(f"({flops:.1f} GFLOP of matrix products per training example-step for both)")
     if args.json:
         out = Path(args.json)
         tmp = out.with_name(out.name + ".tmp")

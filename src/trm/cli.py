@@ -394,7 +394,13 @@ PLUGINS = {"bench": "trm.bench", "ablate": "trm.ablate"}
 
 def main(argv: list[str] | None = None) -> None:
     from trm.errors import TRMError
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # key=value overrides after a flag (`trm train PRESET --quiet a=b`)
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         COMMANDS[args.command](args)
     except TRMError as e:

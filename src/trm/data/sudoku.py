@@ -420,6 +420,10 @@ class Difficulty:
 # so 4x4 presets differ by clue count only (4 is the fewest clues a unique 4x4 puzzle can have).
 # Generation rates: benchmarks/bench_sudoku_generator.py.
 DIFFICULTIES: dict[str, dict[int, Difficulty]] = {
+    "beginner": {
+        9: Difficulty(45, 0, 0, "45 givens, solvable by singles alone (the CPU default preset)"),
+        4: Difficulty(12, 0, None, "12 givens"),
+    },
     "easy": {
         9: Difficulty(40, 0, 0, "40 givens, solvable by singles alone"),
         4: Difficulty(10, 0, None, "10 givens"),

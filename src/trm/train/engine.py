@@ -83,7 +83,8 @@ class Engine:
 
         self.train_set = train_set
         self.inputs_np = np.asarray(train_set.inputs)
-        self.labels_t = to_labels(train_set.labels, ignore_label_id)
+        self.labels_np = train_set.labels          # uint8 (or memory-mapped); int64 only for the rows in use
+        self.ignore_label_id = ignore_label_id
         self.example_puzzle = np.repeat(np.asarray(train_set.puzzle_identifiers),
                                         np.diff(np.asarray(train_set.puzzle_indices)))
         self.stream = ExampleStream(train_set, seed=t.seed)
@@ -144,7 +145,7 @@ class Engine:
         dev = self.device
         s = torch.from_numpy(slots).to(dev)
         c.inputs[s] = torch.from_numpy(self.inputs_np[ex].astype(np.int32)).to(dev)
-        c.labels[s] = self.labels_t[torch.from_numpy(ex)].to(dev)
+        c.labels[s] = to_labels(self.labels_np[ex], self.ignore_label_id).to(dev)
         c.puzzle_ids[s] = torch.from_numpy(self.example_puzzle[ex].astype(np.int32)).to(dev)
         if self.model.cfg.halt_exploration == "per_slot":
             c.min_steps[s] = g_min[lo:hi][torch.from_numpy(slots)].to(dev)
