@@ -109,9 +109,10 @@ def plot(rows: list[dict], baseline: float, out_png: Path, title: str) -> None:
         ax.plot(ks, acc, marker="o" if halt else "s", color="#1f60d6" if halt else "#d62728",
                 linestyle="-" if check else "--", label=label, alpha=0.85, markersize=5)
         for k, a, r in zip(ks, acc, rs):
-            if r["K"] > 1:
-                ax.annotate(f"{a:.1f}", (k, a), textcoords="offset points", xytext=(0, 6 if check else -12),
-                            ha="center", fontsize=6.5, color="#1f60d6" if halt else "#d62728")
+            if r["K"] > 1:                      # halt's figure left of its point, vote's right
+                ax.annotate(f"{a:.1f}", (k, a), textcoords="offset points",
+                            xytext=(-4 if halt else 4, 5 if check else -11), ha="right" if halt else "left",
+                            fontsize=6.5, color="#1f60d6" if halt else "#d62728")
     ax.axhline(100 * baseline, color="grey", linestyle=":", linewidth=1, label="one run (K = 1)")
     ax.set_xscale("log", base=2)
     ks = sorted({r["K"] for r in rows})
@@ -120,8 +121,12 @@ def plot(rows: list[dict], baseline: float, out_png: Path, title: str) -> None:
     ax.set_ylabel("exact accuracy (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower left")
     viz._save_fig(fig, out_png)
+
+
+def _title(task: str, n: int, noise: float, noise_at: str, halting: str) -> str:
+    return f"{task}: {n} held-out puzzles, noise {noise} x RMS on z ({noise_at}), {halting} halting"
 
 
 def markdown(halting: list[dict], rollouts: list[dict], n: int) -> str:
@@ -159,7 +164,7 @@ def sweep(model, inputs, labels, noises, ats, k, selects, halting, batch_size, s
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True, help="run dir, exported model dir or .pt")
+    ap.add_argument("--checkpoint", help="run dir, exported model dir or .pt (required unless --replot)")
     ap.add_argument("--data", default=None, help="dataset dir (default: the checkpoint's data.path)")
     ap.add_argument("--limit", type=int, default=1000, help="held-out puzzles (the first N of the test split)")
     ap.add_argument("--thresholds", default="0.5,0.7,0.9")
@@ -178,7 +183,16 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="docs/img/solve", help="prefix of the PNG and JSON written")
     ap.add_argument("--skip-rollouts", action="store_true")
+    ap.add_argument("--replot", default=None, help="redraw <out>_rollouts.png from a JSON this script wrote")
     args = ap.parse_args(argv)
+    if args.replot:
+        res = json.loads(Path(args.replot).read_text())
+        out = Path(args.out)
+        plot(res["rollouts"], res["summary"]["fixed_exact"], out.with_name(out.name + "_rollouts.png"),
+             _title(res["task"], res["puzzles"], res["noise"], res["noise_at"], res["rollouts"][0]["halting"]))
+        return
+    if not args.checkpoint:
+        ap.error("--checkpoint is required")
 
     from trm.data.format import load_set, read_metadata
     from trm.solve import load
@@ -238,13 +252,13 @@ def main(argv=None) -> None:
                                   args.batch_size, args.seed)
         for r in rollouts:
             speed = f"  {r['puzzles_per_s']:8.1f} puzzles/s" if r["puzzles_per_s"] else ""
-            print(f"rollouts K {r['K']:3d} select {r['select']} check {'yes' if r['rule_check'] else 'no ':3s}: exact {100 * r['exact']:5.1f}%  valid "
+            check = "yes" if r["rule_check"] else "no "
+            print(f"rollouts K {r['K']:3d} select {r['select']} check {check}: exact {100 * r['exact']:5.1f}%  valid "
                   f"{100 * (r['valid'] or 0):5.1f}%  agree {100 * r['agreement']:5.1f}%  steps/puzzle "
                   f"{r['compute_steps']:7.1f}{speed}", flush=True)
         out = Path(args.out)
-        title = (f"{meta.task}: {n} held-out puzzles, noise {noise} x RMS on z ({noise_at}), "
-                 f"{args.rollout_halting} halting")
-        plot(rollouts, fixed["exact"], out.with_name(out.name + "_rollouts.png"), title)
+        plot(rollouts, fixed["exact"], out.with_name(out.name + "_rollouts.png"),
+             _title(meta.task, n, noise, noise_at, args.rollout_halting))
         print(f"curve: {out.with_name(out.name + '_rollouts.png')}")
     print()
     print(markdown(halting, rollouts, n))

@@ -125,7 +125,9 @@ def ensure_peer_env(env: Path) -> Path:
 
 
 def run_peer(py: Path, spec: dict) -> dict:
-    proc = subprocess.run([str(py), __file__, "--peer-worker", json.dumps(spec)], capture_output=True, text=True)
+    from trm.bench import worker_env       # the same process environment as trm's cases
+    proc = subprocess.run([str(py), __file__, "--peer-worker", json.dumps(spec)], capture_output=True, text=True,
+                          env=worker_env())
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"peer run failed:\n{proc.stderr[-3000:]}")

@@ -173,9 +173,10 @@ def _example_checkpoint(task: str) -> str:
 
 
 def _rollout_options(args) -> dict:
+    verify = bool(getattr(args, "verify", False))
     return dict(rollouts=args.rollouts, noise=args.noise, select=args.select,
                 noise_at=getattr(args, "noise_at", "both"), seed=getattr(args, "seed", 0),
-                max_steps=getattr(args, "max_steps", None))
+                max_steps=getattr(args, "max_steps", None), require_valid=verify, stop_on_valid=verify)
 
 
 def _solve_sudoku(solver, args) -> None:
@@ -361,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the noise to the initial state, at every supervision step, or both")
     s.add_argument("--select", default="halt", choices=("halt", "vote"),
                    help="keep the rollout with the highest halting probability, or the majority answer")
+    s.add_argument("--verify", action="store_true", help="Sudoku/maze: adaptive halting stops only on an answer "
+                   "that passes the rule check, and a puzzle's rollouts stop once one of them passes")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--versions", type=int, default=32, help="ARC: augmented versions of the task")
     s.add_argument("--adapt-steps", type=int, default=100, help="ARC: optimizer steps fitting the task embedding")

@@ -119,9 +119,17 @@ def _refinement(task: str, inputs: np.ndarray, trace: np.ndarray, halt: np.ndarr
                              cell=cell, title=f"step {k + 1}  halt p={float(p):.2f}")
                for k, (g, p) in enumerate(zip(grids, halt))]
         return strip, gif
+    from trm.eval.arc import crop
     from trm.solve_arc import arc_refinement_frames
     frames = arc_refinement_frames(trace, halt)
-    return viz.refinement_strip(frames, [""] * len(frames), max_cols=8, title=title), frames
+    ends = []
+    for tokens, caption in ((inputs, "input"), (label, "expected output")):
+        g = crop(tokens)
+        if g is not None:
+            cell = int(np.clip(480 // max(g.shape), 16, 40))
+            ends.append(viz.refinement_strip([viz.draw_arc(g, cell=cell)], [caption]))
+    strip = ends[:1] + frames + ends[1:]
+    return viz.refinement_strip(strip, [""] * len(strip), max_cols=8, title=title), frames
 
 
 def _draw_missing_pictures(run_dir: Path, cfg: dict, count: int) -> tuple[list[str], str]:

@@ -194,8 +194,7 @@ class TRM:
                                 trace=trace, batch_size=batch_size, halt_threshold=halt_threshold,
                                 rollouts=rollouts, noise=noise, noise_on=noise_on, noise_at=noise_at,
                                 select=select, reject_invalid=reject_invalid, stop_on_valid=stop_on_valid,
-                                require_valid=require_valid,
-                                seed=seed)
+                                require_valid=require_valid, seed=seed)
         res.answers = [self.decode(t) for t in res.tokens]
         return res
 
