@@ -32,6 +32,9 @@ def atomic_write_bytes(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)    # mkstemp makes 0600; the final file gets the usual mode
     try:
         write(tmp)
         with open(tmp, "rb") as f:
