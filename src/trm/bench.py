@@ -145,6 +145,7 @@ class Case:
     min_steps: int = 2
     overrides: tuple[str, ...] = ()
     threads: int = 0     # CPU threads (0: torch's default)
+    peak_seconds: float = 0.0   # > 0: measure the matmul peak in the case's process, before and after
 
 
 def _preset_model_dims(cfg) -> None:
@@ -282,6 +283,7 @@ def run_case(case: Case) -> dict:
     device = torch.device(case.device)
     if device.type == "cpu":
         tune_cpu_allocator()                     # as `trm train` does (trm.train.loop.pick_device)
+    peaks = [matmul_peak(case.device, case.peak_seconds)] if case.peak_seconds else []
     mem = _PeakMemory(device)
     mem.start()
     torch.manual_seed(0)
@@ -317,9 +319,17 @@ def run_case(case: Case) -> dict:
     isteps, idt, idt_cpu = _timed(infer, device, case.seconds, case.min_steps)
     infer_rate = case.batch * isteps / idt
     infer_mem = mem.peak_mb() if device.type == "cuda" else None   # CPU: the heap keeps training's pages
+    if peaks:
+        del engine, model, state
+        peaks.append(matmul_peak(case.device, case.peak_seconds))
 
     tf, inf = step_flops(m, True), step_flops(m, False)
-    return {"config": case.config, "dtype": case.dtype, "compile": case.compile, "batch": case.batch,
+    own_peak = {}
+    if peaks:   # the mean of the measurements before and after the case, in its own process
+        own_peak = {"matmul_peak_gflops": {k: round((peaks[0][0][k] + peaks[1][0][k]) / 2, 1) for k in DTYPES},
+                    "matmul_peak_gflops_cpu_time": {k: round((peaks[0][1][k] + peaks[1][1][k]) / 2, 1)
+                                                    for k in DTYPES}}
+    return {**own_peak,"config": case.config, "dtype": case.dtype, "compile": case.compile, "batch": case.batch,
             "device": str(device), "params": model.num_params(),
             "train_steps_per_s": round(train_rate, 3), "infer_steps_per_s": round(infer_rate, 3),
             "train_steps_per_cpu_s": round(case.batch * steps / dt_cpu, 3),
@@ -357,10 +367,15 @@ def run_case_subprocess(case: Case, omp_wait: str = "passive") -> dict:
 
 
 def summarise(res: dict, peak: dict[str, float], peak_cpu: dict[str, float] | None = None) -> dict:
-    """Add the fractions of the measured matmul peak: of the same dtype's peak (``frac_peak``), of the
-    best (bf16) peak (``frac_limit``), and the CPU-time based fraction (``frac_peak_cpu``)."""
+    """Add the fractions of the matmul peak: of the same dtype's peak (``frac_peak``) and of the best
+    (bf16) peak (``frac_limit``); the peak measured in the case's own process when there is one.
+    ``frac_peak_cpu``: the same from CPU time (throughput per CPU-second the threads actually used,
+    against the CPU-time peak). It leaves out time lost to other processes, but also time a thread
+    sleeps waiting for its partner, so it is an upper bound of the idle-machine figure."""
     if "error" in res:
         return res
+    peak = res.get("matmul_peak_gflops", peak)
+    peak_cpu = res.get("matmul_peak_gflops_cpu_time", peak_cpu)
     best = max(peak.values())
     own = peak.get(res["dtype"], best)
     for phase in ("train", "infer"):
@@ -401,7 +416,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-steps", type=int, default=2, help="at least this many timed steps per phase")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's, one per core)")
-    p.add_argument("--peak-seconds", type=float, default=2.0, help="seconds for the matmul peak (per dtype)")
+    p.add_argument("--peak-seconds", type=float, default=2.0,
+                   help="seconds for the matmul peak per dtype (at start; half of it before and after each case)")
     p.add_argument("--omp-wait", default="passive", choices=("passive", "default"),
                    help="OpenMP wait policy of the case processes (default passive; see worker_env)")
     p.add_argument("--in-process", action="store_true", help="run the cases in this process (faster "
@@ -442,27 +458,24 @@ def cases_from_args(args) -> list[Case]:
     # Eager cases first: a run cut short (time limit) still has them.
     return [Case(config=c, dtype=d, compile=comp, batch=args.batch or _default_batch(c, args.device),
                  device=args.device, seconds=args.seconds, min_steps=args.min_steps,
-                 overrides=tuple(args.set), threads=args.threads)
+                 overrides=tuple(args.set), threads=args.threads, peak_seconds=args.peak_seconds / 2)
             for comp in args.compile for c in _expand_configs(args.configs) for d in dtypes]
 
 
 HEADER = (f"{'config':<20}{'dtype':<9}{'compile':<8}{'batch':>5} | {'train/s':>8}{'GFLOP/s':>8}{'%peak':>6}"
-          f"{'%lim':>5}{'cpu%':>5} | {'infer/s':>8}{'GFLOP/s':>8}{'%peak':>6}{'%lim':>5}{'cpu%':>5} | {'mem MB':>7}")
-
-
-def _pct(r: dict, key: str) -> str:
-    return f"{100 * r[key]:>4.0f}%" if r.get(key) is not None else f"{'-':>5}"
+          f"{'%lim':>5} | {'infer/s':>8}{'GFLOP/s':>8}{'%peak':>6}{'%lim':>5} | {'peak':>5} | {'mem MB':>7}")
 
 
 def format_row(r: dict) -> str:
     head = f"{r['config']:<20}{r['dtype']:<9}{'yes' if r['compile'] else 'no':<8}{r['batch']:>5} | "
     if "error" in r:
         return head + "ERROR: " + r["error"].splitlines()[-1][:100]
-    cpu = r["device"] == "cpu"
-    return (head + f"{r['train_steps_per_s']:>8.2f}{r['train_gflops']:>8.0f}{_pct(r, 'train_frac_peak'):>6}"
-            f"{_pct(r, 'train_frac_limit')}{_pct(r, 'train_frac_peak_cpu') if cpu else '    -'} | "
-            f"{r['infer_steps_per_s']:>8.2f}{r['infer_gflops']:>8.0f}{_pct(r, 'infer_frac_peak'):>6}"
-            f"{_pct(r, 'infer_frac_limit')}{_pct(r, 'infer_frac_peak_cpu') if cpu else '    -'} | "
+    pct = lambda key: f"{100 * r[key]:>4.0f}%"  # noqa: E731
+    peak = r.get("matmul_peak_gflops", {}).get(r["dtype"])
+    peak = f"{peak:>5.0f}" if peak else f"{'-':>5}"
+    return (head + f"{r['train_steps_per_s']:>8.2f}{r['train_gflops']:>8.0f}{pct('train_frac_peak'):>6}"
+            f"{pct('train_frac_limit')} | {r['infer_steps_per_s']:>8.2f}{r['infer_gflops']:>8.0f}"
+            f"{pct('infer_frac_peak'):>6}{pct('infer_frac_limit')} | {peak} | "
             f"{r['train_peak_mem_mb']:>7.0f}")
 
 
@@ -492,8 +505,8 @@ def run(args) -> dict:
         print(f"  {name}: {tf / 1e9:.1f} GFLOP per training example-step ({m.T}x({m.n}+1) calls), "
               f"limit {limits[name]['train_limit_steps_per_s']:.1f}/s; inference {inf / 1e9:.1f} GFLOP, "
               f"limit {limits[name]['infer_limit_steps_per_s']:.1f}/s")
-    print("example-steps/s; %peak = of the same-dtype matmul peak, %lim = of the bf16 limit, cpu% = %peak "
-          "from CPU time (robust to other load); mem = training peak"
+    print("example-steps/s; %peak = of the same-dtype matmul peak ('peak', GFLOP/s, measured in the case's "
+          "process before and after it), %lim = of the bf16 limit; mem = training peak"
           + (" (RSS growth)" if args.device == "cpu" else " (allocated)"))
     print(HEADER)
     report = {"machine": info, "matmul_peak_gflops": peak, "matmul_peak_gflops_cpu_time": peak_cpu,
