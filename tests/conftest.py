@@ -30,3 +30,15 @@ def tiny_config(data_dir, tmp_path=None, *extra: str):
         overrides += [f"run.out_dir={tmp_path}", "run.name=run"]
     overrides += list(extra)
     return load_config(None, overrides)
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``trm ARGV`` in-process; returns (exit status, stdout, stderr)."""
+    from trm.cli import main
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -8,17 +8,7 @@ import shutil
 
 import pytest
 
-from trm.cli import main
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from conftest import run_cli
 
 
 @pytest.mark.parametrize("preset,params", [("sudoku-extreme-att", 6_828_034), ("sudoku-extreme-mlp", 5_028_866)])

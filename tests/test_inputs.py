@@ -16,19 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from trm.cli import main
+from conftest import run_cli as _run_cli
 from trm.data.format import ARRAY_NAMES, load_identifiers, load_set, read_metadata
 from trm.errors import CheckpointError, DatasetError, PuzzleError
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.err
+    code, _, err = _run_cli(capsys, *argv)
+    return code, err
 
 
 def one_clear_line(code: int, err: str) -> str:

@@ -10,19 +10,9 @@ import pytest
 import torch
 
 import trm
+from conftest import run_cli
 from trm.errors import CheckpointError, PuzzleError
 from trm.solve import TRM, _perturb, _select, load
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    from trm.cli import main
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def sudoku_solver(data_dir, *extra: str, seed: int = 0) -> TRM:
