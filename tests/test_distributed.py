@@ -85,6 +85,25 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+def _eval_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    """One rank of a sharded evaluation (each rank runs its share; the results are all-gathered)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    from test_evaluate import model_and_data
+    from trm.eval.evaluate import evaluate
+    from trm.train.loop import init_distributed
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    init_distributed()
+    try:
+        model, ps, _, _ = model_and_data()
+        results = {mode: evaluate(model, ps, None, batch_size=4, halting=mode, shard=(rank, world))
+                   for mode in ("fixed", "adaptive")}
+        torch.save(results, Path(out_dir) / f"eval{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -122,6 +141,24 @@ def test_two_processes_equal_one_process(tmp_path):
     for m_dist, m_one in zip(ranks[1]["metrics"], single["metrics"]):
         for key in ("lm_loss", "halt_loss", "finished", "exact", "accuracy"):
             assert m_dist[key] == pytest.approx(m_one[key], rel=1e-5, abs=1e-7), key
+
+
+def test_sharded_evaluation_equals_one_process(tmp_path):
+    """Evaluation split over 2 ranks (23 examples: 11 + 12) returns, on every rank, the single-process result."""
+    from test_evaluate import model_and_data
+    from trm.eval.evaluate import evaluate
+    mp.start_processes(_eval_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    model, ps, _, _ = model_and_data()
+    for mode in ("fixed", "adaptive"):
+        one = evaluate(model, ps, None, batch_size=4, halting=mode)
+        for rank in range(2):
+            got = torch.load(tmp_path / f"eval{rank}.pt", weights_only=False)[mode]
+            np.testing.assert_array_equal(got.preds, one.preds)
+            np.testing.assert_array_equal(got.steps, one.steps)
+            np.testing.assert_allclose(got.halt_prob, one.halt_prob, rtol=1e-6)
+            np.testing.assert_allclose(got.exact_by_step, one.exact_by_step)
+            assert got.metrics == pytest.approx(one.metrics), mode
 
 
 @pytest.mark.slow

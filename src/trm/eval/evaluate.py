@@ -30,94 +30,123 @@ class EvalResult:
     trace: np.ndarray | None = None  # [N, N_sup, S] answers after every step (on request)
 
 
+@dataclass
+class _Rows:
+    """Per-example results of one contiguous range of examples (one rank's share)."""
+    preds: np.ndarray              # [m, S] uint8
+    halt_prob: np.ndarray          # [m] float32
+    steps: np.ndarray              # [m] int32
+    exact_at: np.ndarray           # [m, N_sup] bool: exact if read after step k
+    first_halt_exact: np.ndarray   # [m] bool: exact at the first step whose halting logit is > 0
+    first_halt_step: np.ndarray    # [m] int32
+    trace: np.ndarray | None
+
+    @staticmethod
+    def concat(parts: list["_Rows"]) -> "_Rows":
+        def cat(name: str):
+            arrays = [getattr(p, name) for p in parts]
+            return None if arrays[0] is None else np.concatenate(arrays)
+        return _Rows(*(cat(f) for f in _Rows.__dataclass_fields__))
+
+
 @torch.inference_mode()
 def evaluate(model: RecursiveReasoner, ps: PuzzleSet, ignore_label_id: int | None, *, batch_size: int = 256,
              halting: str = "fixed", max_examples: int = 0, device: torch.device | str = "cpu",
-             keep_trace: bool = False, progress: bool = False) -> EvalResult:
+             keep_trace: bool = False, progress: bool = False, shard: tuple[int, int] = (0, 1)) -> EvalResult:
+    """Score the first ``max_examples`` examples (all when 0) of ``ps``.
+
+    ``shard=(rank, world_size)`` splits the examples into ``world_size`` contiguous shares: each process
+    runs its own share and the per-example results are all-gathered, so every process returns the same
+    full result (a collective call: every rank of the process group must make it).
+    """
     model.eval()
     N_sup = model.cfg.N_sup
     n = ps.num_examples if not max_examples else min(max_examples, ps.num_examples)
+    rank, world = shard
+    lo, hi = n * rank // world, n * (rank + 1) // world
     example_pid = np.repeat(np.asarray(ps.puzzle_identifiers), np.diff(np.asarray(ps.puzzle_indices)))[:n]
     labels_all = to_labels(ps.labels[:n], ignore_label_id)
-    preds = np.zeros((n, ps.inputs.shape[1]), np.uint8)
-    halt_prob = np.zeros(n, np.float32)
-    steps_used = np.zeros(n, np.int32)
-    correct_by_step = np.zeros(N_sup, np.int64)
-    first_halt_exact = np.zeros(n, bool)     # fixed mode: what adaptive halting would have answered
-    first_halt_step = np.full(n, N_sup, np.int32)
-    cells_right = cells_total = 0
-    trace = np.zeros((n, N_sup, ps.inputs.shape[1]), np.uint8) if keep_trace else None
+    rows = _run_rows(model, ps, labels_all, example_pid, lo, hi, batch_size=batch_size, halting=halting,
+                     device=device, keep_trace=keep_trace, progress=progress)
+    if world > 1:
+        import torch.distributed as dist
+        parts: list = [None] * world
+        dist.all_gather_object(parts, rows)
+        rows = _Rows.concat(parts)
 
-    for start in tqdm(range(0, n, batch_size), desc="eval", disable=not progress, leave=False):
-        idx = np.arange(start, min(n, start + batch_size))
-        inputs = torch.from_numpy(np.asarray(ps.inputs[idx], np.int32)).to(device)
-        labels = labels_all[idx].to(device)
-        pids = torch.from_numpy(example_pid[idx].astype(np.int32)).to(device)
-        y, z = model.initial_state(len(idx), device)
-        active = torch.arange(len(idx), device=device)     # rows still running (adaptive mode)
-        halted_at = torch.full((len(idx),), N_sup, dtype=torch.int32, device=device)
-        for k in range(1, N_sup + 1):
-            out = model(inputs[active], pids[active], y, z)
-            y, z = out.y, out.z
-            pred = out.logits.argmax(-1)
-            lab = labels[active]
-            mask = lab != IGNORE_INDEX
-            exact = ((pred == lab) | ~mask).all(-1)
-            wants_halt = out.q_halt > 0
-            rows = idx[active.cpu().numpy()]
-            if keep_trace:
-                trace[rows, k - 1:] = pred.cpu().numpy().astype(np.uint8)[:, None]
-            if halting == "fixed":
-                correct_by_step[k - 1] += int(exact.sum())
-                newly = (halted_at[active] == N_sup) & wants_halt & (k < N_sup)
-                first_rows = rows[newly.cpu().numpy()]
-                first_halt_exact[first_rows] = exact[newly].cpu().numpy()
-                first_halt_step[first_rows] = k
-                halted_at[active[newly]] = k
-                done = torch.zeros_like(wants_halt) if k < N_sup else torch.ones_like(wants_halt)
-            else:
-                # Rows that halted earlier keep their answer; count them as right/wrong at every later k.
-                correct_by_step[k - 1] += int(exact.sum())
-                done = wants_halt | (k == N_sup)
-            if k == N_sup or halting == "adaptive":
-                d = done.cpu().numpy()
-                drows = rows[d]
-                preds[drows] = pred[done].cpu().numpy().astype(np.uint8)
-                halt_prob[drows] = torch.sigmoid(out.q_halt[done]).cpu().numpy()
-                steps_used[drows] = k
-                if halting == "adaptive":
-                    first_halt_exact[drows] = exact[done].cpu().numpy()
-                    first_halt_step[drows] = k
-                    for later in range(k, N_sup):   # a halted answer stays the answer at later steps
-                        correct_by_step[later] += int(exact[done].sum())
-                if halting == "adaptive" and bool(done.any()):
-                    keep = ~done
-                    active, y, z = active[keep], y[keep], z[keep]
-                    if len(active) == 0:
-                        break
-            if k == N_sup:
-                cells_right += int(((pred == lab) & mask).sum())
-                cells_total += int(mask.sum())
-        if halting == "fixed":
-            never = first_halt_step[idx] == N_sup
-            first_halt_exact[idx[never]] = _exact_rows(preds[idx[never]], labels_all[idx[never]])
-
-    if halting == "adaptive":
-        cells_right, cells_total = _cell_counts(preds, labels_all)
-    exact_by_step = correct_by_step / max(n, 1)
+    final_exact = _exact_rows(rows.preds, labels_all)
+    cells_right, cells_total = _cell_counts(rows.preds, labels_all)
+    exact_by_step = rows.exact_at.mean(0) if n else np.zeros(N_sup)
     metrics = {
-        "exact": float(_exact_rows(preds, labels_all).mean()) if n else 0.0,
+        "exact": float(final_exact.mean()) if n else 0.0,
         "accuracy": cells_right / max(cells_total, 1),
-        "halt_accuracy": float(((halt_prob >= 0.5) == _exact_rows(preds, labels_all)).mean()) if n else 0.0,
-        "steps": float(steps_used.mean()) if n else 0.0,
-        "adaptive_exact": float(first_halt_exact.mean()) if n else 0.0,
-        "adaptive_steps": float(first_halt_step.mean()) if n else 0.0,
+        "halt_accuracy": float(((rows.halt_prob >= 0.5) == final_exact).mean()) if n else 0.0,
+        "steps": float(rows.steps.mean()) if n else 0.0,
+        "adaptive_exact": float(rows.first_halt_exact.mean()) if n else 0.0,
+        "adaptive_steps": float(rows.first_halt_step.mean()) if n else 0.0,
         "examples": float(n),
     }
     for k in (1, 2, 4, 8, N_sup):
         if k <= N_sup:
             metrics[f"exact@{k}"] = float(exact_by_step[k - 1])
-    return EvalResult(preds, halt_prob, steps_used, exact_by_step, metrics, trace)
+    return EvalResult(rows.preds, rows.halt_prob, rows.steps, exact_by_step, metrics, rows.trace)
+
+
+def _run_rows(model: RecursiveReasoner, ps: PuzzleSet, labels_all: torch.Tensor, example_pid: np.ndarray,
+              lo: int, hi: int, *, batch_size: int, halting: str, device: torch.device | str,
+              keep_trace: bool, progress: bool) -> _Rows:
+    """Run examples ``lo:hi`` for up to N_sup supervision steps (all of them in fixed mode)."""
+    N_sup, m, S = model.cfg.N_sup, hi - lo, ps.inputs.shape[1]
+    r = _Rows(preds=np.zeros((m, S), np.uint8), halt_prob=np.zeros(m, np.float32),
+              steps=np.zeros(m, np.int32), exact_at=np.zeros((m, N_sup), bool),
+              first_halt_exact=np.zeros(m, bool), first_halt_step=np.full(m, N_sup, np.int32),
+              trace=np.zeros((m, N_sup, S), np.uint8) if keep_trace else None)
+    for start in tqdm(range(lo, hi, batch_size), desc="eval", disable=not progress, leave=False):
+        idx = np.arange(start, min(hi, start + batch_size))
+        inputs = torch.from_numpy(np.asarray(ps.inputs[idx], np.int32)).to(device)
+        labels = labels_all[idx].to(device)
+        pids = torch.from_numpy(example_pid[idx].astype(np.int32)).to(device)
+        y, z = model.initial_state(len(idx), device)
+        active = torch.arange(len(idx), device=device)     # rows still running (adaptive mode)
+        halted = torch.zeros(len(idx), dtype=torch.bool, device=device)   # fixed mode: halting logit was > 0
+        for k in range(1, N_sup + 1):
+            out = model(inputs[active], pids[active], y, z)
+            y, z = out.y, out.z
+            pred = out.logits.argmax(-1)
+            lab = labels[active]
+            exact = ((pred == lab) | (lab == IGNORE_INDEX)).all(-1)
+            wants_halt = out.q_halt > 0
+            local = idx[active.cpu().numpy()] - lo         # positions in this share
+            exact_np = exact.cpu().numpy()
+            r.exact_at[local, k - 1] = exact_np
+            if keep_trace:
+                r.trace[local, k - 1:] = pred.cpu().numpy().astype(np.uint8)[:, None]
+            if halting == "fixed":
+                newly = (~halted[active] & wants_halt).cpu().numpy() if k < N_sup else np.zeros(len(local), bool)
+                r.first_halt_exact[local[newly]] = exact_np[newly]
+                r.first_halt_step[local[newly]] = k
+                halted[active[torch.from_numpy(newly).to(device)]] = True
+                done = np.zeros(len(local), bool) if k < N_sup else np.ones(len(local), bool)
+            else:
+                done = (wants_halt | (k == N_sup)).cpu().numpy()
+            if done.any():
+                d = local[done]
+                done_t = torch.from_numpy(done).to(device)
+                r.preds[d] = pred[done_t].cpu().numpy().astype(np.uint8)
+                r.halt_prob[d] = torch.sigmoid(out.q_halt[done_t].float()).cpu().numpy()
+                r.steps[d] = k
+                if halting == "adaptive":   # a halted answer stays the answer at every later step
+                    r.exact_at[d, k:] = exact_np[done][:, None]
+                    r.first_halt_exact[d] = exact_np[done]
+                    r.first_halt_step[d] = k
+                    keep = ~done_t
+                    active, y, z = active[keep], y[keep], z[keep]
+                    if len(active) == 0:
+                        break
+        if halting == "fixed":   # never halted before N_sup: adaptive halting answers at N_sup
+            never = idx[~halted.cpu().numpy()] - lo
+            r.first_halt_exact[never] = r.exact_at[never, N_sup - 1]
+    return r
 
 
 def _exact_rows(preds: np.ndarray, labels: torch.Tensor) -> np.ndarray:

@@ -316,7 +316,7 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
             res = evaluate(model, data.test, data.test_meta.ignore_label_id,
                            batch_size=cfg.eval.batch_size or min(cfg.train.global_batch_size, 512),
                            halting=cfg.eval.halting, max_examples=cfg.eval.max_examples, device=device,
-                           progress=progress and main)
+                           progress=progress and main, shard=(rank, world_size))
         from trm.tasks import task_metrics
         extra = task_metrics(data.test_meta.task, data.test, res, data.path)
         values = {f"eval/{k}": v for k, v in {**res.metrics, **extra}.items()}
