@@ -196,3 +196,17 @@ def test_carry_is_detached_between_supervision_steps():
     n_second = _autograd_nodes(loss)
     n_first = _autograd_nodes(first.logits.sum())
     assert n_second == n_first        # nothing of the first step is in the second step's graph
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lean_swiglu_backward_equals_autograd(dtype):
+    """The custom SwiGLU backward gives autograd's gradient of silu(gate) * up, bit for bit."""
+    from trm.model.layers import silu_gate as swiglu
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 2 * 24, dtype=dtype, requires_grad=True)
+    grad_out = torch.randn(3, 7, 24, dtype=dtype)
+    (g_lean,) = torch.autograd.grad(swiglu(x), x, grad_out)
+    gate, up = x.chunk(2, -1)
+    (g_ref,) = torch.autograd.grad(F.silu(gate) * up, x, grad_out)
+    assert torch.equal(swiglu(x).detach(), (F.silu(gate) * up).detach())
+    torch.testing.assert_close(g_lean, g_ref, rtol=0, atol=0)

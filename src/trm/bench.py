@@ -319,6 +319,7 @@ def run_case(case: Case) -> dict:
     isteps, idt, idt_cpu = _timed(infer, device, case.seconds, case.min_steps)
     infer_rate = case.batch * isteps / idt
     infer_mem = mem.peak_mb() if device.type == "cuda" else None   # CPU: the heap keeps training's pages
+    params = model.num_params()
     if peaks:
         del engine, model, state
         peaks.append(matmul_peak(case.device, case.peak_seconds))
@@ -330,7 +331,7 @@ def run_case(case: Case) -> dict:
                     "matmul_peak_gflops_cpu_time": {k: round((peaks[0][1][k] + peaks[1][1][k]) / 2, 1)
                                                     for k in DTYPES}}
     return {**own_peak,"config": case.config, "dtype": case.dtype, "compile": case.compile, "batch": case.batch,
-            "device": str(device), "params": model.num_params(),
+            "device": str(device), "params": params,
             "train_steps_per_s": round(train_rate, 3), "infer_steps_per_s": round(infer_rate, 3),
             "train_steps_per_cpu_s": round(case.batch * steps / dt_cpu, 3),
             "infer_steps_per_cpu_s": round(case.batch * isteps / idt_cpu, 3),

@@ -249,11 +249,10 @@ class Engine:
             **{k: v.detach().float() for k, v in terms.items()},
             "grad_norm": self._last_grad_norm.reshape(()),
         }
+        flat = torch.stack([v.float().reshape(()) for v in vals.values()])
         if self.world > 1:
-            flat = torch.stack([v.float() for v in vals.values()])
             dist.all_reduce(flat)
-            vals = dict(zip(vals, flat))
-        vals = {k: float(v) for k, v in vals.items()}
+        vals = dict(zip(vals, flat.tolist()))     # one device-to-host transfer
         finished = vals.pop("count")
         n = max(finished, 1.0)
         res = {k: vals[k] / n for k in ("exact", "accuracy", "halt_accuracy", "steps")}
