@@ -94,7 +94,7 @@ def _label(r: dict) -> str:
 
 def plot(rows: list[dict], baseline: float, out_png: Path, title: str) -> None:
     from trm import viz
-    fig = viz._figure((6.8, 4.4))
+    fig = viz._figure((8.6, 4.4))
     ax = fig.add_subplot(1, 1, 1)
     one = [r for r in rows if r["K"] == 1]
     series: dict[str, list[dict]] = {}
@@ -121,7 +121,7 @@ def plot(rows: list[dict], baseline: float, out_png: Path, title: str) -> None:
     ax.set_ylabel("exact accuracy (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))   # outside: never over a curve
     viz._save_fig(fig, out_png)
 
 
