@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from trm.data.arc import EOS_ID, augment_grid, encode_grid, version_name
-from trm.eval.arc import ArcVoter, crop, score_arc_predictions, true_outputs, write_submission
+from trm.eval.arc import ArcVoter, arc_submission, crop, score_arc_predictions, true_outputs, write_submission
 
 IDENT = np.arange(10, dtype=np.uint8)
 SWAP = np.array([0, 2, 1, 4, 3, 6, 5, 8, 7, 9], np.uint8)
@@ -156,3 +156,10 @@ def test_score_on_a_built_test_split(tmp_path):
     assert inputs["pass@2"] == 0.0
     part = score_arc_predictions(ps, SimpleNamespace(preds=np.asarray(ps.labels[:3]), halt_prob=halt), out)
     assert part["arc_tasks"] == 1 and part["arc_tasks_total"] == 3 and part["pass@1"] == 1.0
+    # The submission of perfect answers holds the true outputs as attempt 1, for every test input.
+    sub = arc_submission(ps, SimpleNamespace(preds=np.asarray(ps.labels), halt_prob=halt), out)
+    assert sub == {t: [{"attempt_1": p["output"], "attempt_2": p["output"]} for p in ev[t]["test"]] for t in tasks}
+    # Blank answers: every test input still listed, with the [[0]] placeholder.
+    sub = arc_submission(ps, SimpleNamespace(preds=np.zeros_like(ps.labels), halt_prob=halt), out)
+    assert {t: len(v) for t, v in sub.items()} == {t: len(ev[t]["test"]) for t in tasks}
+    assert all(e == {"attempt_1": [[0]], "attempt_2": [[0]]} for v in sub.values() for e in v)

@@ -59,6 +59,15 @@ def test_train_writes_a_complete_run_directory(trained_run):
     assert any("eval/exact" in x for x in lines) and any("train/lm_loss" in x for x in lines)
 
 
+def test_eval_prints_metrics_after_every_step(capsys, trained_run, tmp_path):
+    code, out, err = run_cli(capsys, "eval", str(trained_run), "--max-examples", "20")
+    metrics = json.loads(out[out.index("{"):])
+    assert code == 0 and metrics["examples"] == 20 and len(metrics["exact_by_step"]) == 4
+    # An ARC submission from a Sudoku split is refused before any work, and nothing is written.
+    code, _, err = run_cli(capsys, "eval", str(trained_run), "--submission", str(tmp_path / "sub.json"))
+    assert code == 2 and "--submission is for ARC" in err and not (tmp_path / "sub.json").exists()
+
+
 @pytest.mark.parametrize("puzzle,message", [
     ("12", "found 2 cells"),
     ("1234" * 3 + "x234", "'x'"),

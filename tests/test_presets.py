@@ -181,3 +181,13 @@ def test_arc_cpu_like_run_end_to_end(tmp_path):
     meta = json.loads((data / "test" / "dataset.json").read_text())
     assert final["eval/examples"] == meta["extra"]["examples"]     # every version of every test input
     assert np.isfinite(final["eval/exact"])
+    # The run leaves an ARC Prize submission: both tasks, two attempts (grids) per test input.
+    sub = json.loads((run / "submission.json").read_text())
+    assert sorted(sub) == ["66e6c45b", "6ea4a07e"]
+    for entries in sub.values():
+        assert entries and all(set(e) == {"attempt_1", "attempt_2"} for e in entries)
+        assert all(isinstance(e["attempt_1"][0], list) for e in entries)
+    # `trm eval --submission` writes the same file from the run's checkpoint.
+    from trm.cli import main
+    main(["eval", str(run), "--submission", str(tmp_path / "eval-sub.json")])
+    assert json.loads((tmp_path / "eval-sub.json").read_text()) == sub

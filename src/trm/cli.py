@@ -139,11 +139,18 @@ def _cmd_eval(args) -> None:
         from trm.errors import DatasetError
         raise DatasetError(f"{data_dir}: vocab {meta.vocab_size} / seq_len {meta.seq_len}, but the model "
                            f"expects {solver.model.cfg.vocab_size} / {solver.model.cfg.seq_len}")
+    if args.submission and meta.task != "arc":
+        from trm.errors import DatasetError
+        raise DatasetError(f"--submission is for ARC test splits; {data_dir} holds {meta.task}")
     ps = load_set(data_dir / "test")
     res = evaluate(solver.model, ps, meta.ignore_label_id, batch_size=args.batch_size, halting=args.halting,
                    max_examples=args.max_examples, device=device, progress=True)
     metrics = {**res.metrics, **task_metrics(meta.task, ps, res, data_dir)}
     metrics["exact_by_step"] = [round(float(v), 5) for v in res.exact_by_step]
+    if args.submission:
+        from trm.eval.arc import arc_submission, write_submission
+        write_submission(args.submission, arc_submission(ps, res, data_dir))
+        metrics["submission"] = str(args.submission)
     print(json.dumps(metrics, indent=2))
 
 
@@ -343,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--max-examples", type=int, default=0)
     e.add_argument("--device", default=None)
+    e.add_argument("--submission", default=None, metavar="FILE",
+                   help="ARC: also write the ARC Prize submission JSON (two attempts per test input)")
 
     s = sub.add_parser("solve", help="solve one puzzle (or an ARC task) with a trained model")
     s.add_argument("task", choices=("sudoku", "maze", "arc"))

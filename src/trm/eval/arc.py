@@ -232,3 +232,19 @@ def score_arc_predictions(ps: PuzzleSet, result, data_dir: str | Path) -> dict[s
     n = max(len(result.preds), 1)
     return {**{f"pass@{k}": res[f"pass@{k}"] for k in KS}, "arc_tasks": float(res["tasks"]),
             "arc_tasks_total": float(len(labels)), "arc_abstain": voter.abstained / n}
+
+
+def arc_submission(ps: PuzzleSet, result, data_dir: str | Path) -> dict[str, list[dict]]:
+    """The ARC Prize submission (two attempts per test input, ranked by votes) for an ``EvalResult``.
+
+    Every task of the split is listed with all its test inputs; inputs without a croppable answer get
+    ``[[0]]`` for both attempts.
+    """
+    identifiers = _identifiers_for(data_dir)
+    voter = vote_predictions(ps, result.preds, result.halt_prob, identifiers)
+    pid, within = example_positions(ps)
+    num_tests: dict[str, int] = {}
+    for i, j in zip(pid, within):
+        task = parse_version_name(identifiers[int(i)])[0]
+        num_tests[task] = max(num_tests.get(task, 0), int(j) + 1)
+    return voter.submission(num_tests)

@@ -369,6 +369,9 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
         with ctx:
             export_weights(run / "model", model.state_dict(), export_config(cfg, data.train_meta))
             pictures = draw_run_pictures(run, model, data.test, data.test_meta, res, cfg.eval.report_puzzles)
+        if data.test_meta.task == "arc":
+            from trm.eval.arc import arc_submission, write_submission
+            write_submission(run / "submission.json", arc_submission(data.test, res, data.path))
         write_report(run, final_metrics=final, exact_by_step=res.exact_by_step, pictures=pictures)
         print(f"done: {run} (exact {final.get('eval/exact', 0):.4f}); weights in {run / 'model'}", flush=True)
     logger.close()
