@@ -35,6 +35,18 @@ print(json.dumps({"part": "env", "ok": ok, "torch": torch.__version__, "cuda": t
 raise SystemExit(0 if ok else 1)
 PYEOF
 
+echo "== 0. what model.forward_dtype=auto picks (trm.runtime) =="
+timeout 60 "$PY" - <<'PYEOF' || status=1
+import json, os, torch
+from trm import runtime
+dev = runtime.resolve_device(os.environ["TRM_CHECK_DEVICE"])
+p = runtime.resolve_precision("auto", dev)
+want = "bfloat16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else p.dtype
+print(json.dumps({"part": "auto_precision", "ok": p.dtype == want, "device": runtime.describe_device(dev),
+                  "dtype": p.dtype, "why": p.reason}))
+raise SystemExit(0 if p.dtype == want else 1)
+PYEOF
+
 echo "== 1. benchmark (bf16 eager + compile, fp32 eager) =="
 timeout 330 "$PY" -m trm.bench --device "$TRM_CHECK_DEVICE" --configs "$CONFIGS" --dtypes bfloat16 \
     --compile "$COMPILE" "${BENCH[@]}" --json "$OUT/bench_bf16.json" || status=1

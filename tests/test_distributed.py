@@ -75,7 +75,7 @@ def _train(out: Path | None = None) -> dict:
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    from trm.train.loop import init_distributed
+    from trm.runtime import init_distributed
     import torch.distributed as dist
     assert init_distributed() == (rank, world)
     assert dist.get_backend() == "gloo"
@@ -91,7 +91,7 @@ def _eval_worker(rank: int, world: int, port: int, out_dir: str) -> None:
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     from test_evaluate import model_and_data
     from trm.eval.evaluate import evaluate
-    from trm.train.loop import init_distributed
+    from trm.runtime import init_distributed
     import torch.distributed as dist
     torch.set_num_threads(1)
     init_distributed()

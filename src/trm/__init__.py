@@ -15,10 +15,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from trm.solve import TRM, SolveResult
 
 
-def load(path: Any, device: Any = "auto") -> "TRM":
+def load(path: Any, device: Any = "auto", dtype: str = "auto") -> "TRM":
     """Load a trained model (see :func:`trm.solve.load`); torch is imported on first use."""
     from trm.solve import load as _load
-    return _load(path, device)
+    return _load(path, device, dtype)
 
 
 def __getattr__(name: str) -> Any:

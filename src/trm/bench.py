@@ -8,10 +8,14 @@ For every case (configuration x precision x torch.compile) it reports, in exampl
   under ``torch.inference_mode``, the carry fed back);
 - the achieved model GFLOP/s (matrix-product FLOPs counted from the configuration, see
   :func:`step_flops`) and its fraction of the machine's measured matmul peak (square products, bf16 and
-  fp32, measured at start-up). ``limit`` is the bf16 peak divided by the FLOPs of one example-step:
-  the throughput a perfect implementation would reach;
+  fp32, measured at start-up). ``limit`` is the best dtype's peak divided by the FLOPs of one
+  example-step: the throughput a perfect implementation would reach on this machine;
 - the peak memory of the training phase (CUDA: ``max_memory_allocated``; CPU: the growth of the
   process's peak resident set, each case in a fresh process).
+
+It starts with what ``model.forward_dtype=auto`` picks here (:mod:`trm.runtime`). A dtype that the
+machine emulates (bf16 on a CPU without native bf16 runs matrix products tens of times slower than
+fp32) is not timed: its matmul peak and its cases are skipped, with the measured factor printed.
 
     trm bench                                # every paper config and CPU preset, fp32/bf16, eager/compile
     trm bench --configs sudoku-mlp --dtypes bfloat16 --compile off --seconds 10
@@ -90,16 +94,37 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+# A dtype whose matrix products run this many times slower than the best one is not timed.
+SKIP_SLOWER_THAN = 4.0
+
+
+def slow_dtypes(device: str) -> dict[str, str]:
+    """Dtypes not worth timing on ``device``: name -> why (from the runtime's short calibration)."""
+    import torch
+
+    from trm import runtime
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return {} if torch.cuda.is_bf16_supported() else {"bfloat16": "this GPU has no bf16"}
+    cal = runtime.calibrate(dev, runtime.typical_shape(512))
+    if cal.bf16_speedup < 1 / SKIP_SLOWER_THAN:
+        return {"bfloat16": f"bf16 measured {1 / cal.bf16_speedup:.0f}x slower than fp32 on this "
+                            f"{dev.type.upper()} (no native bf16): a step would take minutes"}
+    return {}
+
+
 def matmul_peak(device: str = "cpu", seconds: float = 1.0) -> tuple[dict[str, float], dict[str, float]]:
     """Best square-matmul GFLOP/s per dtype over a few sizes: (wall-clock, CPU-time based).
 
     The CPU-time figure is work / (process CPU seconds / threads): what the threads achieve while
     they run, which stays meaningful on a machine shared with other processes (see :func:`_timed`).
+    Dtypes in :func:`slow_dtypes` are left out.
     """
     import torch
     sizes = (1024, 2048) if torch.device(device).type == "cpu" else (4096, 8192)
     wall, cpu = {}, {}
-    for name in DTYPES:
+    skip = slow_dtypes(device)
+    for name in (d for d in DTYPES if d not in skip):
         dt = getattr(torch, name)
         best = best_cpu = 0.0
         for s in sizes:
@@ -274,15 +299,12 @@ def run_case(case: Case) -> dict:
 
     from trm.model.recursive import RecursiveReasoner
     from trm.train.engine import Engine
-    from trm.train.loop import tune_cpu_allocator
+    from trm import runtime
 
-    if case.threads:
-        torch.set_num_threads(case.threads)
+    runtime.set_threads(case.threads)
     cfg = case_config(case)
     m = cfg.model
-    device = torch.device(case.device)
-    if device.type == "cpu":
-        tune_cpu_allocator()                     # as `trm train` does (trm.train.loop.pick_device)
+    device = runtime.resolve_device(case.device)  # as `trm train` does (CPU: the allocator tuning)
     peaks = [matmul_peak(case.device, case.peak_seconds)] if case.peak_seconds else []
     mem = _PeakMemory(device)
     mem.start()
@@ -327,9 +349,9 @@ def run_case(case: Case) -> dict:
     tf, inf = step_flops(m, True), step_flops(m, False)
     own_peak = {}
     if peaks:   # the mean of the measurements before and after the case, in its own process
-        own_peak = {"matmul_peak_gflops": {k: round((peaks[0][0][k] + peaks[1][0][k]) / 2, 1) for k in DTYPES},
+        own_peak = {"matmul_peak_gflops": {k: round((peaks[0][0][k] + peaks[1][0][k]) / 2, 1) for k in peaks[0][0]},
                     "matmul_peak_gflops_cpu_time": {k: round((peaks[0][1][k] + peaks[1][1][k]) / 2, 1)
-                                                    for k in DTYPES}}
+                                                    for k in peaks[0][1]}}
     return {**own_peak,"config": case.config, "dtype": case.dtype, "compile": case.compile, "batch": case.batch,
             "device": str(device), "params": params,
             "train_steps_per_s": round(train_rate, 3), "infer_steps_per_s": round(infer_rate, 3),
@@ -383,7 +405,7 @@ def summarise(res: dict, peak: dict[str, float], peak_cpu: dict[str, float] | No
         flops = res[f"{phase}_gflop_per_step"]
         g = res[f"{phase}_gflops"]
         res[f"{phase}_frac_peak"] = round(g / own, 3)          # of the same-dtype matmul peak
-        res[f"{phase}_frac_limit"] = round(g / best, 3)        # of the best (bf16) matmul peak
+        res[f"{phase}_frac_limit"] = round(g / best, 3)        # of the best dtype's matmul peak
         res[f"{phase}_limit_steps_per_s"] = round(best / flops, 2)
         if peak_cpu and f"{phase}_steps_per_cpu_s" in res:
             own_cpu = peak_cpu.get(res["dtype"], max(peak_cpu.values()))
@@ -410,7 +432,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs", default="paper,cpu",
                    help="comma list of paper configs (" + ", ".join(PAPER_CONFIGS) + "), preset names, "
                    "'paper' (all paper configs) and 'cpu' (every *cpu* preset); default paper,cpu")
-    p.add_argument("--dtypes", default="float32,bfloat16", help="comma list of float32, bfloat16")
+    p.add_argument("--dtypes", default="float32,bfloat16", help="comma list of float32, bfloat16 (a dtype "
+                   "this machine emulates is skipped, see slow_dtypes)")
     p.add_argument("--compile", default="both", type=_bool_list, help="off | on | both (default both)")
     p.add_argument("--batch", type=int, default=0, help="batch per case (default: per config and device)")
     p.add_argument("--seconds", type=float, default=6.0, help="timed seconds per phase and case (default 6)")
@@ -450,12 +473,13 @@ def _default_batch(config: str, device: str) -> int:
     return load_config(config).train.global_batch_size
 
 
-def cases_from_args(args) -> list[Case]:
+def cases_from_args(args, skip: dict[str, str] | None = None) -> list[Case]:
     from trm.errors import ConfigError
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     for d in dtypes:
         if d not in DTYPES:
             raise ConfigError(f"--dtypes: {d!r} is not one of {', '.join(DTYPES)}")
+    dtypes = [d for d in dtypes if d not in (skip or {})]
     # Eager cases first: a run cut short (time limit) still has them.
     return [Case(config=c, dtype=d, compile=comp, batch=args.batch or _default_batch(c, args.device),
                  device=args.device, seconds=args.seconds, min_steps=args.min_steps,
@@ -481,24 +505,30 @@ def format_row(r: dict) -> str:
 
 
 def run(args) -> dict:
-    import torch
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cases = cases_from_args(args)
+    from trm import runtime
+    args.device = str(runtime.resolve_device(args.device))
+    runtime.set_threads(args.threads)
+    skip = slow_dtypes(args.device)
+    cases = cases_from_args(args, skip)
     info = machine_info(args.device)
+    auto = runtime.resolve_precision("auto", runtime.resolve_device(args.device))
+    info["auto_precision"] = {"dtype": auto.dtype, "why": auto.reason}
+    info["skipped_dtypes"] = skip
     info["omp_wait_policy"] = (os.environ.get("OMP_WAIT_POLICY", "default") if args.in_process
                                else worker_env(args.omp_wait).get("OMP_WAIT_POLICY", "default"))
     peak, peak_cpu = matmul_peak(args.device, args.peak_seconds)
     print(f"trm bench on {info.get('gpu') or info.get('cpu', '?')} ({args.device}, torch {info['torch']}, "
           f"{info['threads']} threads, load {info.get('load_avg_1m', '?')})")
-    print(f"matmul peak: bf16 {peak['bfloat16']:.0f} GFLOP/s, fp32 {peak['float32']:.0f} GFLOP/s"
-          + (f" (CPU-time based: bf16 {peak_cpu['bfloat16']:.0f}, fp32 {peak_cpu['float32']:.0f})"
+    print(f"precision: {auto}  (what model.forward_dtype=auto picks here)")
+    for name, why in skip.items():
+        print(f"skipped {name}: {why}")
+    short = {"bfloat16": "bf16", "float32": "fp32"}
+    print("matmul peak: " + ", ".join(f"{short[k]} {v:.0f} GFLOP/s" for k, v in peak.items())
+          + (" (CPU-time based: " + ", ".join(f"{short[k]} {v:.0f}" for k, v in peak_cpu.items()) + ")"
              if args.device == "cpu" else ""))
     limits = {}
     for name in dict.fromkeys(c.config for c in cases):
-        m = case_config(Case(name, "bfloat16", False, 1, args.device, 0, overrides=tuple(args.set))).model
+        m = case_config(Case(name, auto.dtype, False, 1, args.device, 0, overrides=tuple(args.set))).model
         tf, inf = step_flops(m, True), step_flops(m, False)
         limits[name] = {"train_gflop_per_step": round(tf / 1e9, 2), "infer_gflop_per_step": round(inf / 1e9, 2),
                         "train_limit_steps_per_s": round(max(peak.values()) * 1e9 / tf, 2),
@@ -507,7 +537,7 @@ def run(args) -> dict:
               f"limit {limits[name]['train_limit_steps_per_s']:.1f}/s; inference {inf / 1e9:.1f} GFLOP, "
               f"limit {limits[name]['infer_limit_steps_per_s']:.1f}/s")
     print("example-steps/s; %peak = of the same-dtype matmul peak ('peak', GFLOP/s, measured in the case's "
-          "process before and after it), %lim = of the bf16 limit; mem = training peak"
+          "process before and after it), %lim = of the best dtype's limit; mem = training peak"
           + (" (RSS growth)" if args.device == "cpu" else " (allocated)"))
     print(HEADER)
     report = {"machine": info, "matmul_peak_gflops": peak, "matmul_peak_gflops_cpu_time": peak_cpu,

@@ -125,14 +125,13 @@ def _cmd_train(args) -> None:
 
 
 def _cmd_eval(args) -> None:
-    import torch
-
     from trm.data.format import load_set, read_metadata
     from trm.eval.evaluate import evaluate
     from trm.solve import load
     from trm.tasks import task_metrics
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    solver = load(args.checkpoint, device=device)
+    solver = load(args.checkpoint, device=args.device, dtype=args.dtype)
+    device = solver.device
+    print(f"device: {device}; {solver.describe_precision()}", file=sys.stderr, flush=True)
     data_dir = Path(args.data or solver.config.data.path)
     meta = read_metadata(data_dir / "test")
     if (meta.vocab_size, meta.seq_len) != (solver.model.cfg.vocab_size, solver.model.cfg.seq_len):
@@ -147,6 +146,7 @@ def _cmd_eval(args) -> None:
                    max_examples=args.max_examples, device=device, progress=True)
     metrics = {**res.metrics, **task_metrics(meta.task, ps, res, data_dir)}
     metrics["exact_by_step"] = [round(float(v), 5) for v in res.exact_by_step]
+    metrics["precision"] = solver.precision.dtype
     if args.submission:
         from trm.eval.arc import arc_submission, write_submission
         write_submission(args.submission, arc_submission(ps, res, data_dir))
@@ -157,7 +157,9 @@ def _cmd_eval(args) -> None:
 def _cmd_solve(args) -> None:
     from trm.solve import load
     ckpt = args.checkpoint or _example_checkpoint(args.task)
-    solver = load(ckpt)
+    solver = load(ckpt, device=args.device, dtype=args.dtype)
+    if args.verbose:
+        print(f"model: {ckpt}\ndevice: {solver.device}\n{solver.describe_precision()}", file=sys.stderr, flush=True)
     if solver.task and solver.task != args.task:
         from trm.errors import CheckpointError
         raise CheckpointError(f"{ckpt} was trained on {solver.task}, not {args.task}")
@@ -321,6 +323,13 @@ def preset_info(cfg) -> dict:
             info["total_steps_from"] = "data.build (estimate before the dataset exists)"
         else:
             info["total_steps"] = None
+    from trm import runtime
+    try:
+        device = runtime.resolve_device(cfg.train.device)
+        p = runtime.resolve_precision(m.forward_dtype, device, hidden_size=m.hidden_size, seq_len=m.seq_len or 81)
+        info["runtime"] = {"device": runtime.describe_device(device), "precision": p.dtype, "why": p.reason}
+    except Exception as e:  # noqa: BLE001 - a preset for a GPU, shown on a machine without one
+        info["runtime"] = {"device": cfg.train.device, "note": str(e)}
     info["config"] = cfg.to_dict()
     return info
 
@@ -349,7 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--halting", default="fixed", choices=("fixed", "adaptive"))
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--max-examples", type=int, default=0)
-    e.add_argument("--device", default=None)
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    e.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"),
+                   help="compute precision (default auto: the fastest on this device, which may differ from "
+                   "the training precision; the choice is printed)")
     e.add_argument("--submission", default=None, metavar="FILE",
                    help="ARC: also write the ARC Prize submission JSON (two attempts per test input)")
 
@@ -374,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verify", action="store_true", help="Sudoku/maze: adaptive halting stops only on an answer "
                    "that passes the rule check, and a puzzle's rollouts stop once one of them passes")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    s.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"),
+                   help="compute precision (default auto: the fastest on this device)")
+    s.add_argument("--verbose", "-v", action="store_true", help="say which model, device and precision are used")
     s.add_argument("--versions", type=int, default=32, help="ARC: augmented versions of the task")
     s.add_argument("--adapt-steps", type=int, default=100, help="ARC: optimizer steps fitting the task embedding")
     s.add_argument("--adapt-lr", type=float, default=None, help="ARC: lr of the embedding fit (default: the "

@@ -45,7 +45,8 @@ class ModelConfig:
     separate_nets: bool = False       # one network for z and another for y (HRM: L and H)
     latents: str = "yz"               # yz (TRM) | z (a single latent) | multi_z (one z per recursion)
     recursion: str = "recursive"      # recursive | direct (no recursion: y = f(x), the 8-layer baseline)
-    forward_dtype: str = "bfloat16"   # bfloat16 | float32 (compute precision; weights stay fp32)
+    forward_dtype: str = "auto"       # auto (bf16 where it is faster: trm.runtime) | bfloat16 | float32;
+                                  # compute precision, weights stay fp32
     zero_init_residual: bool = False  # deviation: zero-init SwiGLU down / attention out projections
     # Filled from the dataset when 0:
     vocab_size: int = 0
@@ -131,7 +132,7 @@ CHOICES = {
     "model.halt_exploration": ("per_step", "per_slot"),
     "model.latents": ("yz", "z", "multi_z"),
     "model.recursion": ("recursive", "direct"),
-    "model.forward_dtype": ("bfloat16", "float32"),
+    "model.forward_dtype": ("auto", "bfloat16", "float32"),
     "train.optimizer": ("adam_atan2", "adamw"),
     "train.lr_schedule": ("cosine", "linear", "constant"),
     "train.loss": ("stablemax", "softmax"),

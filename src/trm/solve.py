@@ -37,6 +37,7 @@ import torch
 
 from trm.config import Config, config_from_dict
 from trm.errors import CheckpointError, ConfigError, PuzzleError
+from trm.runtime import Precision, resolve_device, resolve_precision
 from trm.model.recursive import RecursiveReasoner
 
 NOISE_ON = ("z", "y", "yz")
@@ -62,8 +63,12 @@ class SolveResult:
 class TRM:
     """A trained model with its config and dataset facts; ``solve`` runs inference."""
 
-    def __init__(self, model: RecursiveReasoner, config: Config, data: dict, device: torch.device):
+    def __init__(self, model: RecursiveReasoner, config: Config, data: dict, device: torch.device,
+                 precision: "Precision | None" = None, trained_dtype: str = ""):
         self.model, self.config, self.data, self.device = model.eval(), config, dict(data), device
+        self.precision = precision or resolve_precision(model.cfg.forward_dtype, device,
+                                                        hidden_size=model.cfg.hidden_size, seq_len=model.cfg.seq_len)
+        self.trained_dtype = trained_dtype or self.precision.dtype
         if not self.data.get("task"):
             self.data["task"] = _guess_task(model.cfg.vocab_size, model.cfg.seq_len)
 
@@ -82,16 +87,23 @@ class TRM:
 
     # -- export / import (Hugging Face layout: config.json + model.safetensors) -------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto") -> "TRM":
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto", dtype: str = "auto") -> "TRM":
         """Load from a local directory written by :meth:`save_pretrained` (or any path :func:`load` takes)."""
-        return load(path, device)
+        return load(path, device, dtype)
+
+    def describe_precision(self) -> str:
+        """``precision: float32 (auto: bf16 measured 38x slower ...; trained in bfloat16)``."""
+        trained = f"; trained in {self.trained_dtype}" if self.trained_dtype != self.precision.dtype else ""
+        return f"precision: {self.precision}{trained}"
 
     def save_pretrained(self, out_dir: str | Path) -> Path:
         """Write ``model.safetensors`` (all weights and buffers) and ``config.json`` (the resolved config and
         the dataset facts a solver needs) into ``out_dir``; loadable with no training state."""
         from trm import __version__
         from trm.train.checkpoint import export_weights
-        config = {"trm_version": __version__, "config": self.config.to_dict(), "data": self.data}
+        saved = self.config.to_dict()
+        saved["model"]["forward_dtype"] = self.trained_dtype      # the training precision, not this session's
+        config = {"trm_version": __version__, "config": saved, "data": self.data}
         return export_weights(out_dir, self.model.state_dict(), config)
 
     # -- encoding -------------------------------------------------------------------------------
@@ -444,18 +456,6 @@ def _guess_task(vocab: int, seq_len: int) -> str:
     return ""
 
 
-def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but CUDA is not available")
-    return dev
-
-
 def _config_of(d: Any, path: Path) -> Config:
     """The saved config of a checkpoint or export; a bad one is a CheckpointError naming the file."""
     try:
@@ -464,13 +464,15 @@ def _config_of(d: Any, path: Path) -> Config:
         raise CheckpointError(f"{path}: its saved config is invalid ({e})") from None
 
 
-def load(path: str | Path, device: str | torch.device = "auto") -> TRM:
+def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "auto") -> TRM:
     """Load a trained model from an exported directory (model.safetensors + config.json), a run
     directory (uses its ``model/``, else its last checkpoint), or a full-state checkpoint (``.pt``; EMA
-    weights if present). ``device="auto"`` picks CUDA when available."""
+    weights if present). ``device="auto"`` picks CUDA when available; ``dtype="auto"`` computes in the
+    precision that is fastest on that device (:func:`trm.runtime.resolve_precision`), which may differ
+    from the one the model was trained in (``TRM.trained_dtype``); ``bfloat16`` or ``float32`` force one."""
     from trm.train.checkpoint import load_checkpoint, read_export
     path = Path(path)
-    device = _device(device)
+    device = resolve_device(device)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint (give a run directory, an exported model "
                               "directory or a .pt file)")
@@ -525,4 +527,7 @@ def load(path: str | Path, device: str | torch.device = "auto") -> TRM:
             raise CheckpointError(f"{path}: {name} has shape {tuple(tensor.shape)}, the config expects "
                                   f"{tuple(expected[name].shape)}")
     model.load_state_dict(weights)
-    return TRM(model.to(device), cfg, data, device)
+    trained = cfg.model.forward_dtype
+    precision = resolve_precision(dtype, device, hidden_size=cfg.model.hidden_size, seq_len=cfg.model.seq_len)
+    cfg.model.forward_dtype = precision.dtype       # the model reads it at every call
+    return TRM(model.to(device), cfg, data, device, precision, trained)

@@ -40,8 +40,8 @@ from torch import nn
 from trm.config import ModelConfig
 from trm.model.layers import Linear, Network, Rotary, trunc_normal_
 from trm.model.puzzle_emb import PuzzleEmbedding
+from trm.runtime import TORCH_DTYPES, resolve_precision
 
-DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 @dataclass
@@ -61,7 +61,6 @@ class RecursiveReasoner(nn.Module):
         self.cfg = cfg
         D, P = cfg.hidden_size, cfg.puzzle_emb_len
         self.total_len = cfg.seq_len + P
-        self.dtype = DTYPES[cfg.forward_dtype]
         self.embed_scale = math.sqrt(D)
 
         self.embed_tokens = nn.Parameter(trunc_normal_(torch.empty(cfg.vocab_size, D), std=1.0 / math.sqrt(D)))
@@ -86,6 +85,16 @@ class RecursiveReasoner(nn.Module):
         # Fixed random initial states (not trained), broadcast to every position.
         self.register_buffer("y_init", trunc_normal_(torch.empty(D), std=1.0))
         self.register_buffer("z_init", trunc_normal_(torch.empty(D), std=1.0))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype: ``cfg.forward_dtype``, with ``auto`` resolved for the device of the weights
+        (:func:`trm.runtime.resolve_precision`, measured once per process)."""
+        name = self.cfg.forward_dtype
+        if name == "auto":
+            name = resolve_precision("auto", self.embed_tokens.device, hidden_size=self.cfg.hidden_size,
+                                     seq_len=self.cfg.seq_len).dtype
+        return TORCH_DTYPES[name]
 
     @property
     def f_y(self) -> Network:

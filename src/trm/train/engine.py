@@ -21,15 +21,9 @@ from trm.data.format import PuzzleSet
 from trm.data.sampler import ExampleStream
 from trm.errors import NumericalError
 from trm.model.recursive import RecursiveReasoner
+from trm.runtime import world
 from trm.train.losses import IGNORE_INDEX, halting_bce, q_learning_target, sequence_loss
 from trm.train.optim import EMA, SignSGD, build_optimizer, lr_at, set_lr
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size); (0, 1) outside torch.distributed."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def to_labels(labels: np.ndarray, ignore_label_id: int | None) -> torch.Tensor:

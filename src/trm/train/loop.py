@@ -7,13 +7,10 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import math
 import os
-import platform
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,70 +25,13 @@ from trm.data.format import DatasetMetadata, PuzzleSet, load_set, read_metadata
 from trm.errors import ConfigError, DatasetError, TRMError
 from trm.eval.evaluate import evaluate
 from trm.model.recursive import RecursiveReasoner
+from trm import runtime
 from trm.train.checkpoint import atomic_write_text, export_weights, load_checkpoint, save_checkpoint
-from trm.train.engine import Engine, world
+from trm.train.engine import Engine
 
 
 # ----------------------------------------------------------------------------------------------
 # Set-up helpers
-
-def init_distributed() -> tuple[int, int]:
-    """Join the process group when launched by torchrun (or any launcher that sets RANK / WORLD_SIZE /
-    MASTER_ADDR / MASTER_PORT; multi-node through torchrun's rendezvous).
-
-    Collectives on CUDA tensors go through NCCL and those on CPU tensors through gloo ("cpu:gloo,
-    cuda:nccl"), so ``train.device=cpu`` also works on a GPU machine; gloo alone without CUDA.
-    """
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        if torch.cuda.is_available() and dist.is_nccl_available():
-            if local < torch.cuda.device_count():
-                torch.cuda.set_device(local)
-            dist.init_process_group(backend="cpu:gloo,cuda:nccl")
-        else:
-            dist.init_process_group(backend="gloo")
-    return world()
-
-
-def tune_cpu_allocator() -> bool:
-    """Let glibc keep large freed buffers for reuse instead of returning them to the kernel.
-
-    A CPU training step allocates and frees tensors of tens of MB hundreds of times. glibc serves those
-    above its mmap threshold (at most 32 MB by default) with fresh pages from the kernel every time,
-    and the page faults cost 15-20% of a Sudoku step at batch 64. Raising the mmap and trim thresholds
-    makes freed buffers reusable (the process keeps its peak memory). Linux/glibc only; idempotent.
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED is None:
-        _ALLOCATOR_TUNED = False
-        if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-            try:
-                libc = ctypes.CDLL("libc.so.6")
-                M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-                _ALLOCATOR_TUNED = bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-                                        and libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1))
-            except (OSError, AttributeError):
-                pass
-    return _ALLOCATOR_TUNED
-
-
-_ALLOCATOR_TUNED: bool | None = None
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto``: this process's GPU (``LOCAL_RANK``) if CUDA is available, else the CPU. Under torchrun a
-    bare ``cuda`` also means the local rank's GPU. On the CPU the allocator is tuned (see
-    :func:`tune_cpu_allocator`)."""
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={name} but CUDA is not available")
-    device = torch.device("cuda", local) if name == "cuda" else torch.device(name)
-    if device.type == "cpu":
-        tune_cpu_allocator()
-    return device
-
 
 def ensure_dataset(cfg: Config, rank: int) -> Path:
     """The dataset directory; built first (by rank 0) when missing and ``data.build`` says how."""
@@ -262,9 +202,11 @@ def export_config(cfg: Config, meta: DatasetMetadata) -> dict:
 
 def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = None, progress: bool = True) -> Path:
     """Train (or resume) a run; returns the run directory."""
-    rank, world_size = init_distributed()
+    rt = runtime.setup(cfg.train.device, cfg.model.forward_dtype, compile=cfg.train.compile,
+                       hidden_size=cfg.model.hidden_size, seq_len=cfg.model.seq_len or 81, distributed=True)
+    rank, world_size, device = rt.rank, rt.world_size, rt.device
     main = rank == 0
-    device = pick_device(cfg.train.device)
+    cfg.model.forward_dtype = rt.precision.dtype     # saved in config.yaml: resume and eval use it too
     run = Path(run_dir) if run_dir else run_dir_for(cfg)
     ckpt_path = run / "checkpoints" / "last.pt"
     if resume:
@@ -294,8 +236,7 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
             print(f"resumed {run} at step {engine.step}/{total}", flush=True)
     if main:
         atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        print(f"run {run}: {model.num_params():,} parameters, {total:,} steps, device {device}, "
-              f"{world_size} process(es)", flush=True)
+        print(f"run {run}: {model.num_params():,} parameters, {total:,} steps\n{rt.describe()}", flush=True)
 
     steps_per_epoch = data.train_meta.total_groups * data.train_meta.mean_puzzle_examples / cfg.train.global_batch_size
     eval_every = max(1, round(cfg.train.eval_interval * steps_per_epoch)) if cfg.train.eval_interval else 0
