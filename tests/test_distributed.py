@@ -170,7 +170,8 @@ def test_torchrun_train_end_to_end(tmp_path):
     data = tmp_path / "data"
     cmd = [torchrun, "--nproc-per-node", "2", "--master-port", str(_free_port()), "-m", "trm", "train",
            "sudoku-cpu", f"data.path={data}", "data.build.train_size=30", "data.build.num_aug=1",
-           "data.build.test_size=16", "data.build.size=4", "model.hidden_size=32", "model.num_heads=2",
+           "data.build.test_size=16", "data.build.size=4", "model.hidden_size=32", "model.puzzle_emb_dim=32",
+           "model.num_heads=2",
            "model.T=1", "model.n=1", "model.N_sup=2", "train.global_batch_size=8", "train.max_steps=6",
            "train.log_every=2", "train.checkpoint_every=0", f"run.out_dir={tmp_path / 'runs'}",
            "run.name=ddp", "eval.report_puzzles=0", "--quiet"]
@@ -179,7 +180,7 @@ def test_torchrun_train_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     run = tmp_path / "runs" / "ddp"
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "model").is_dir()
-    assert "2 process(es)" in proc.stdout
+    assert "2 processes" in proc.stdout and "precision: " in proc.stdout
     assert proc.stdout.count("done:") == 1          # the final evaluation / export is reported once
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len([ln for ln in lines if '"eval/' in ln]) == 1      # one writer: rank 0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-ARGS = ["model.hidden_size=32", "model.num_heads=2", "model.mixer=mlp", "model.T=2", "model.n=2",
+ARGS = ["model.hidden_size=32", "model.puzzle_emb_dim=32", "model.num_heads=2", "model.mixer=mlp", "model.T=2", "model.n=2",
         "model.N_sup=4", "model.forward_dtype=float32", "train.global_batch_size=16", "train.lr=1e-3",
         "train.lr_warmup_steps=2", "train.eval_interval=0", "train.log_every=1", "train.max_steps=14",
         "train.checkpoint_every=2", "eval.report_puzzles=1", "eval.max_examples=16"]
@@ -78,7 +78,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(sudoku4_dir, tmp_path):
     p = trm("train", "--quiet", *common)
     metrics = tmp_path / "term" / "metrics.jsonl"
     deadline = time.time() + 240
-    while not (metrics.is_file() and metrics.read_text().count("\n") >= 3) and time.time() < deadline:
+    while (not (metrics.is_file() and metrics.read_text().count("\n") >= 3) and p.poll() is None
+           and time.time() < deadline):
         time.sleep(0.05)
     p.send_signal(signal.SIGTERM)
     out, _ = p.communicate(timeout=120)

@@ -67,6 +67,19 @@ def test_forcing_emulated_bf16_warns_once(monkeypatch):
     assert runtime.resolve_precision("auto", "cpu").dtype == "float32"
 
 
+def test_evaluation_keeps_the_training_precision_unless_it_is_emulated(monkeypatch):
+    from trm.runtime import resolve_trained_precision as trained
+    monkeypatch.setattr(runtime, "calibrate", lambda device, shape: EMULATED)
+    p = trained("bfloat16", "trained", "cpu")
+    assert p.dtype == "float32" and "trained in bf16, measured 40x slower" in p.reason
+    assert trained("float32", "trained", "cpu").dtype == "float32"
+    assert trained("bfloat16", "bfloat16", "cpu").dtype == "bfloat16"      # forced: obeyed
+    monkeypatch.setattr(runtime, "calibrate", lambda device, shape: NATIVE)
+    assert trained("bfloat16", "trained", "cpu").dtype == "bfloat16"
+    assert trained("float32", "trained", "cpu").dtype == "float32"           # even where bf16 is faster
+    assert trained("float32", "auto", "cpu").dtype == "bfloat16"
+
+
 def test_calibration_is_real_and_cached():
     a = runtime.calibrate(torch.device("cpu"), (64, 32, 64))
     assert a.float32_s > 0 and a.bfloat16_s > 0

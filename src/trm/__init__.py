@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from trm.solve import TRM, SolveResult
 
 
-def load(path: Any, device: Any = "auto", dtype: str = "auto") -> "TRM":
+def load(path: Any, device: Any = "auto", dtype: str = "trained") -> "TRM":
     """Load a trained model (see :func:`trm.solve.load`); torch is imported on first use."""
     from trm.solve import load as _load
     return _load(path, device, dtype)

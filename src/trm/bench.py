@@ -516,12 +516,13 @@ def run(args) -> dict:
     info["skipped_dtypes"] = skip
     info["omp_wait_policy"] = (os.environ.get("OMP_WAIT_POLICY", "default") if args.in_process
                                else worker_env(args.omp_wait).get("OMP_WAIT_POLICY", "default"))
-    peak, peak_cpu = matmul_peak(args.device, args.peak_seconds)
     print(f"trm bench on {info.get('gpu') or info.get('cpu', '?')} ({args.device}, torch {info['torch']}, "
           f"{info['threads']} threads, load {info.get('load_avg_1m', '?')})")
     print(f"precision: {auto}  (what model.forward_dtype=auto picks here)")
     for name, why in skip.items():
         print(f"skipped {name}: {why}")
+    print(f"{len(cases)} case(s), each in its own process; measuring the matmul peak ...", flush=True)
+    peak, peak_cpu = matmul_peak(args.device, args.peak_seconds)
     short = {"bfloat16": "bf16", "float32": "fp32"}
     print("matmul peak: " + ", ".join(f"{short[k]} {v:.0f} GFLOP/s" for k, v in peak.items())
           + (" (CPU-time based: " + ", ".join(f"{short[k]} {v:.0f}" for k, v in peak_cpu.items()) + ")"

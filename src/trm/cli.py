@@ -359,9 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--max-examples", type=int, default=0)
     e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
-    e.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"),
-                   help="compute precision (default auto: the fastest on this device, which may differ from "
-                   "the training precision; the choice is printed)")
+    e.add_argument("--dtype", default="trained", choices=("trained", "auto", "bfloat16", "float32"),
+                   help="compute precision (default trained: the run's own, or fp32 where this device "
+                   "emulates bf16; auto: the fastest here; the choice is printed)")
     e.add_argument("--submission", default=None, metavar="FILE",
                    help="ARC: also write the ARC Prize submission JSON (two attempts per test input)")
 
@@ -387,8 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "that passes the rule check, and a puzzle's rollouts stop once one of them passes")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
-    s.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"),
-                   help="compute precision (default auto: the fastest on this device)")
+    s.add_argument("--dtype", default="trained", choices=("trained", "auto", "bfloat16", "float32"),
+                   help="compute precision (default trained: the model's own, or fp32 where this device "
+                   "emulates bf16; auto: the fastest here)")
     s.add_argument("--verbose", "-v", action="store_true", help="say which model, device and precision are used")
     s.add_argument("--versions", type=int, default=32, help="ARC: augmented versions of the task")
     s.add_argument("--adapt-steps", type=int, default=100, help="ARC: optimizer steps fitting the task embedding")

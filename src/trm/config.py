@@ -278,7 +278,10 @@ def validate(cfg: Config) -> Config:
     if m.mixer == "attention" and m.hidden_size % m.num_heads:
         raise ConfigError(f"model.hidden_size {m.hidden_size} is not divisible by num_heads {m.num_heads}")
     if m.puzzle_emb_dim > m.puzzle_emb_len * m.hidden_size:
-        raise ConfigError("model.puzzle_emb_dim must fit in puzzle_emb_len * hidden_size")
+        fit = m.puzzle_emb_len * m.hidden_size
+        raise ConfigError(f"model.puzzle_emb_dim={m.puzzle_emb_dim} does not fit in model.puzzle_emb_len="
+                          f"{m.puzzle_emb_len} prefix positions of model.hidden_size={m.hidden_size}: set "
+                          f"model.puzzle_emb_dim={fit} (or less), or more prefix positions")
     if m.mixer == "mlp" and m.pos_encoding == "rope":
         m.pos_encoding = "none"   # the MLP mixer is position-aware by construction (spec: no position encoding)
     if not 0.0 <= m.halt_exploration_prob <= 1.0:

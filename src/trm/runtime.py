@@ -196,14 +196,43 @@ def _sync(device: torch.device) -> None:
 
 
 def typical_shape(hidden_size: int, seq_len: int = 81, batch: int = 4) -> tuple[int, int, int]:
-    """The model's typical matrix product: [batch x positions, D] x [D, SwiGLU width], capped so that a
-    slow bf16 call stays in the tens of milliseconds (at most 0.3 GFLOP)."""
+    """The model's typical matrix product: [batch x positions, D] x [D, SwiGLU width], D at least 128
+    (smaller products time noise, not arithmetic) and capped so that a slow bf16 call stays in the
+    tens of milliseconds (at most 0.3 GFLOP)."""
     from trm.model.layers import swiglu_inner
     rows = min(max(batch * seq_len, 64), 256)
-    return rows, min(hidden_size, 512), min(swiglu_inner(hidden_size, 4.0), 1024)
+    return rows, min(max(hidden_size, 128), 512), min(swiglu_inner(hidden_size, 4.0), 1024)
 
 
 _WARNED: set[str] = set()
+
+
+def resolve_trained_precision(trained: str, requested: str, device: torch.device | str, *,
+                              hidden_size: int = 512, seq_len: int = 81) -> Precision:
+    """The precision to evaluate or solve with, for a model trained in ``trained``.
+
+    ``requested="trained"`` (the default of ``trm eval`` / ``trm solve`` / :func:`trm.load`) keeps
+    the training precision, so that evaluation reproduces the run's own figures, except bf16 on a
+    device where the calibration measures it slower than fp32 (a CPU without native bf16): then fp32,
+    and the reason says so. ``auto``, ``bfloat16`` and ``float32`` are resolved as in
+    :func:`resolve_precision`.
+    """
+    if requested != "trained":
+        return resolve_precision(requested, device, hidden_size=hidden_size, seq_len=seq_len)
+    device = torch.device(device)
+    if trained not in ("bfloat16", "float32"):
+        return resolve_precision("auto", device, hidden_size=hidden_size, seq_len=seq_len)
+    if trained == "float32":
+        return Precision("float32", "as trained", "trained")
+    if device.type == "cuda":
+        return (Precision("bfloat16", "as trained", "trained") if torch.cuda.is_bf16_supported()
+                else Precision("float32", "trained in bf16, which this GPU lacks", "trained"))
+    cal = calibrate(device, typical_shape(hidden_size, seq_len))
+    if cal.bf16_speedup < 1:
+        return Precision("float32", f"trained in bf16, measured {_ratio(cal.bf16_speedup)} than fp32 on "
+                                    f"this {device.type.upper()}", "trained")
+    return Precision("bfloat16", "as trained", "trained")
+
 
 
 def resolve_precision(requested: str, device: torch.device | str = "cpu", *, hidden_size: int = 512,
@@ -217,7 +246,7 @@ def resolve_precision(requested: str, device: torch.device | str = "cpu", *, hid
     needs_timing = device.type != "cuda" and (requested == "auto" or requested == "bfloat16")
     cal = calibrate(device, typical_shape(hidden_size, seq_len)) if needs_timing else None
     p = precision_rule(device.type, requested, cuda_bf16=cuda_bf16, calibration=cal)
-    if p.emulated_bf16 and str(device) not in _WARNED:
+    if p.emulated_bf16 and cal is not None and str(device) not in _WARNED:
         _WARNED.add(str(device))
         warnings.warn(f"bf16 forced on {device}, where it runs {_ratio(cal.bf16_speedup)} than fp32 "
                       "(no native bf16); model.forward_dtype=auto would pick float32", stacklevel=2)

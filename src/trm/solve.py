@@ -37,7 +37,7 @@ import torch
 
 from trm.config import Config, config_from_dict
 from trm.errors import CheckpointError, ConfigError, PuzzleError
-from trm.runtime import Precision, resolve_device, resolve_precision
+from trm.runtime import Precision, resolve_device, resolve_precision, resolve_trained_precision
 from trm.model.recursive import RecursiveReasoner
 
 NOISE_ON = ("z", "y", "yz")
@@ -87,13 +87,14 @@ class TRM:
 
     # -- export / import (Hugging Face layout: config.json + model.safetensors) -------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto", dtype: str = "auto") -> "TRM":
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto", dtype: str = "trained") -> "TRM":
         """Load from a local directory written by :meth:`save_pretrained` (or any path :func:`load` takes)."""
         return load(path, device, dtype)
 
     def describe_precision(self) -> str:
-        """``precision: float32 (auto: bf16 measured 38x slower ...; trained in bfloat16)``."""
-        trained = f"; trained in {self.trained_dtype}" if self.trained_dtype != self.precision.dtype else ""
+        """For example ``precision: float32 (trained in bf16, measured 38x slower than fp32 on this CPU)``."""
+        differs = self.trained_dtype != self.precision.dtype and "trained" not in self.precision.reason
+        trained = f"; trained in {self.trained_dtype}" if differs else ""
         return f"precision: {self.precision}{trained}"
 
     def save_pretrained(self, out_dir: str | Path) -> Path:
@@ -464,12 +465,14 @@ def _config_of(d: Any, path: Path) -> Config:
         raise CheckpointError(f"{path}: its saved config is invalid ({e})") from None
 
 
-def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "auto") -> TRM:
+def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "trained") -> TRM:
     """Load a trained model from an exported directory (model.safetensors + config.json), a run
     directory (uses its ``model/``, else its last checkpoint), or a full-state checkpoint (``.pt``; EMA
-    weights if present). ``device="auto"`` picks CUDA when available; ``dtype="auto"`` computes in the
-    precision that is fastest on that device (:func:`trm.runtime.resolve_precision`), which may differ
-    from the one the model was trained in (``TRM.trained_dtype``); ``bfloat16`` or ``float32`` force one."""
+    weights if present). ``device="auto"`` picks CUDA when available. ``dtype="trained"`` computes in the
+    training precision unless the device emulates it (bf16 on a CPU without native bf16: then fp32;
+    :func:`trm.runtime.resolve_trained_precision`); ``auto`` takes the fastest on the device; ``bfloat16``
+    or ``float32`` force one. ``TRM.precision`` says which was used and why, ``TRM.trained_dtype`` the
+    training one."""
     from trm.train.checkpoint import load_checkpoint, read_export
     path = Path(path)
     device = resolve_device(device)
@@ -528,6 +531,7 @@ def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "au
                                   f"{tuple(expected[name].shape)}")
     model.load_state_dict(weights)
     trained = cfg.model.forward_dtype
-    precision = resolve_precision(dtype, device, hidden_size=cfg.model.hidden_size, seq_len=cfg.model.seq_len)
+    precision = resolve_trained_precision(trained, dtype, device, hidden_size=cfg.model.hidden_size,
+                                          seq_len=cfg.model.seq_len)
     cfg.model.forward_dtype = precision.dtype       # the model reads it at every call
     return TRM(model.to(device), cfg, data, device, precision, trained)
