@@ -137,3 +137,23 @@ def test_resume_from_a_saved_state_is_bitwise_exact(sudoku4_dir, halting):
     assert all(torch.equal(straight.ema.shadow[k], resumed.ema.shadow[k]) for k in straight.ema.shadow)
     assert torch.equal(straight.carry.y, resumed.carry.y)
     assert straight.stream.state_dict() == resumed.stream.state_dict()
+
+
+def _official_lr(step: int, base: float, warmup: int, total: int, min_ratio: float) -> float:
+    """The official schedule, written from the spec: the step counter is incremented before the lr
+    is computed (so the first update is step 1), linear warmup, then cosine down to min_ratio."""
+    import math
+    if step < warmup:
+        return base * step / max(1, warmup)
+    q = (step - warmup) / max(1, total - warmup)
+    return base * (min_ratio + max(0.0, (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * q))))
+
+
+def test_learning_rate_follows_the_official_schedule_from_the_first_step(sudoku4_dir):
+    warmup, total = 4, 9
+    eng = make_engine(sudoku4_dir, f"train.lr_warmup_steps={warmup}", "train.lr_min_ratio=0.1", total=total)
+    lrs = [eng.train_step()["lr"] for _ in range(total)]
+    want = [_official_lr(s, eng.cfg.train.lr, warmup, total, 0.1) for s in range(1, total + 1)]
+    assert lrs[0] > 0, "the first update must not run at lr 0"
+    assert lrs[:warmup + 2] == pytest.approx(want[:warmup + 2])
+    assert lrs[-1] == pytest.approx(want[-1]) == pytest.approx(0.1 * eng.cfg.train.lr)

@@ -9,6 +9,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -104,6 +105,10 @@ def _cmd_train(args) -> None:
     if preset and "=" in preset:         # `trm train key=value` with the default preset
         overrides.insert(0, preset)
         preset = None
+    from trm.config import SECTIONS
+    if preset and preset.split(".")[0] in SECTIONS and not preset.endswith((".yaml", ".yml")):
+        from trm.errors import ConfigError
+        raise ConfigError(f"{preset!r} looks like an override without a value: write {preset}=VALUE")
     run_dir = args.run_dir
     saved = Path(run_dir) / "config.yaml" if run_dir else None
     if args.resume and not preset and saved is not None and saved.is_file():
@@ -129,6 +134,11 @@ def _cmd_eval(args) -> None:
     from trm.eval.evaluate import evaluate
     from trm.solve import load
     from trm.tasks import task_metrics
+    from trm.errors import ConfigError
+    if args.batch_size < 1:                      # checked before the model and data are loaded
+        raise ConfigError(f"batch size must be an integer >= 1, got {args.batch_size}")
+    if args.max_examples < 0:
+        raise ConfigError(f"max_examples must be >= 0 (0: the whole split), got {args.max_examples}")
     solver = load(args.checkpoint, device=args.device, dtype=args.dtype)
     device = solver.device
     print(f"device: {device}; {solver.describe_precision()}", file=sys.stderr, flush=True)
@@ -188,12 +198,27 @@ def _rollout_options(args) -> dict:
                 max_steps=getattr(args, "max_steps", None), require_valid=verify, stop_on_valid=verify)
 
 
+def _puzzle_text(arg: str, what: str) -> str:
+    """The puzzle itself, the content of a file, or standard input (``-``); a missing file is said so."""
+    from trm.errors import PuzzleError
+    if arg == "-":
+        return sys.stdin.read()
+    p = Path(arg)
+    if p.is_dir():
+        raise PuzzleError(f"{arg}: is a directory (give {what})")
+    if p.is_file():
+        try:
+            return p.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise PuzzleError(f"{arg}: not a text file (not UTF-8)") from None
+    if "/" in arg or re.search(r"\.[A-Za-z][A-Za-z0-9]*$", arg):     # a path, not puzzle text
+        raise PuzzleError(f"{arg}: no such file (give {what})")
+    return arg
+
+
 def _solve_sudoku(solver, args) -> None:
     from trm.data.sudoku import check_solution, format_sudoku, parse_sudoku, solve
-    text = args.puzzle
-    if os.path.isfile(text):
-        text = Path(text).read_text()
-    board = parse_sudoku(text)
+    board = parse_sudoku(_puzzle_text(args.puzzle, "a Sudoku: 81 characters ('.' or '0' blank) or a file"))
     res = solver.solve(board, halting=args.halting, trace=bool(args.png or args.gif), **_rollout_options(args))
     answer = res.answers[0]
     valid = check_solution(board, answer)
@@ -434,6 +459,10 @@ def main(argv: list[str] | None = None) -> None:
         COMMANDS[args.command](args)
     except TRMError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (OSError, UnicodeDecodeError) as e:      # a file that cannot be read or written
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"error: {where}{getattr(e, 'strerror', None) or e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

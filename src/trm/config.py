@@ -159,6 +159,8 @@ def list_presets() -> dict[str, str]:
 
 def _load_yaml(name_or_path: str, seen: tuple[str, ...] = ()) -> dict:
     path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and not path.is_file():
+        raise ConfigError(f"{path}: no such file (a preset name or the path of a .yaml file)")
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = preset_dir() / f"{name_or_path}.yaml"
         if not path.is_file():

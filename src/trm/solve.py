@@ -247,7 +247,7 @@ class TRM:
                      stop_on_valid: bool = False, require_valid: bool = False, seed: int = 0) -> SolveResult:
         """Solve token rows [B, S] (a dataset's inputs); the options are those of :meth:`solve`."""
         if select not in SELECT:
-            raise ValueError(f"select must be one of {SELECT}, got {select!r}")
+            raise ConfigError(f"select must be one of {SELECT}, got {select!r}")
         rows = self.run_rollouts(tokens, puzzle_ids=puzzle_ids, halting=halting, max_steps=max_steps, trace=trace,
                                  batch_size=batch_size, halt_threshold=halt_threshold, rollouts=rollouts, noise=noise,
                                  noise_on=noise_on, noise_at=noise_at, stop_on_valid=stop_on_valid,
@@ -352,23 +352,23 @@ class TRM:
 def _check_options(halting: str, max_steps: int | None, thr: float, rollouts: int, noise: float, noise_on: str,
                    noise_at: str, select: str, batch_size: int) -> None:
     if halting not in ("fixed", "adaptive"):
-        raise ValueError(f"halting must be 'fixed' or 'adaptive', got {halting!r}")
+        raise ConfigError(f"halting must be 'fixed' or 'adaptive', got {halting!r}")
     if max_steps is not None and (not isinstance(max_steps, (int, np.integer)) or max_steps < 1):
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+        raise ConfigError(f"max_steps must be a positive integer, got {max_steps!r}")
     if not 0.0 <= thr < 1.0:
-        raise ValueError(f"halt_threshold must lie in [0, 1), got {thr}")
+        raise ConfigError(f"halt_threshold must lie in [0, 1), got {thr}")
     if not isinstance(rollouts, (int, np.integer)) or rollouts < 1:
-        raise ValueError(f"rollouts must be an integer >= 1, got {rollouts!r}")
+        raise ConfigError(f"rollouts must be an integer >= 1, got {rollouts!r}")
     if not noise >= 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+        raise ConfigError(f"noise must be >= 0, got {noise}")
     if noise_on not in NOISE_ON:
-        raise ValueError(f"noise_on must be one of {NOISE_ON}, got {noise_on!r}")
+        raise ConfigError(f"noise_on must be one of {NOISE_ON}, got {noise_on!r}")
     if noise_at not in NOISE_AT:
-        raise ValueError(f"noise_at must be one of {NOISE_AT}, got {noise_at!r}")
+        raise ConfigError(f"noise_at must be one of {NOISE_AT}, got {noise_at!r}")
     if select not in SELECT:
-        raise ValueError(f"select must be one of {SELECT}, got {select!r}")
+        raise ConfigError(f"select must be one of {SELECT}, got {select!r}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
 
 
 def _perturb(t: torch.Tensor, scale: float, mask: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -420,7 +420,7 @@ def select_rollouts(rows: dict[str, np.ndarray], K: int, select: str = "halt", r
     """One answer per puzzle from :meth:`TRM.run_rollouts` rows (K rollouts per puzzle): rule-passing
     rollouts first (``reject_invalid``), then the highest halting probability or the majority answer."""
     if select not in SELECT:
-        raise ValueError(f"select must be one of {SELECT}, got {select!r}")
+        raise ConfigError(f"select must be one of {SELECT}, got {select!r}")
     res = SolveResult(**_select(rows, K, select, reject_invalid, rows["trace"] is not None))
     if res.trace is not None and len(res.steps):
         last = int(res.steps.max())

@@ -654,7 +654,7 @@ def read_sudoku_csv(path: str | Path, min_rating: int | None = None, limit: int 
     ratings, lines = array("q"), array("q")
     bar = _progress(0, f"reading {path.name}", progress)
     bar.unit = "row"
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:      # a byte-order mark is not a character
         reader = csv.reader(f)
         try:
             header = [h.strip().lower() for h in next(reader, [])]

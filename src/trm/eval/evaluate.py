@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trm.data.format import PuzzleSet
+from trm.errors import ConfigError
 from trm.model.recursive import RecursiveReasoner
 from trm.train.engine import to_labels
 from trm.train.losses import IGNORE_INDEX
@@ -61,6 +62,12 @@ def evaluate(model: RecursiveReasoner, ps: PuzzleSet, ignore_label_id: int | Non
     """
     model.eval()
     N_sup = model.cfg.N_sup
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ConfigError(f"batch size must be an integer >= 1, got {batch_size!r}")
+    if not (isinstance(max_examples, int) and max_examples >= 0):
+        raise ConfigError(f"max_examples must be >= 0 (0: the whole split), got {max_examples!r}")
+    if halting not in ("fixed", "adaptive"):
+        raise ConfigError(f"halting must be 'fixed' or 'adaptive', got {halting!r}")
     n = ps.num_examples if not max_examples else min(max_examples, ps.num_examples)
     rank, world = shard
     lo, hi = n * rank // world, n * (rank + 1) // world

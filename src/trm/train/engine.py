@@ -174,7 +174,8 @@ class Engine:
         if not self._finite(terms):
             return {"skipped": 1.0}
 
-        lr = lr_at(self.step, cfg.train.lr, cfg.train.lr_warmup_steps, self.total_steps,
+        # The official code counts the step before it computes the lr: the first update uses lr / warmup.
+        lr = lr_at(self.step + 1, cfg.train.lr, cfg.train.lr_warmup_steps, self.total_steps,
                    cfg.train.lr_min_ratio, cfg.train.lr_schedule)
         set_lr(self.optimizer, lr)
         self.optimizer.step()

@@ -14,6 +14,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -26,7 +27,8 @@ from trm.errors import ConfigError, DatasetError, TRMError
 from trm.eval.evaluate import evaluate
 from trm.model.recursive import RecursiveReasoner
 from trm import runtime
-from trm.train.checkpoint import atomic_write_text, export_weights, load_checkpoint, save_checkpoint
+from trm.train.checkpoint import (atomic_write_text, export_weights, load_checkpoint, remove_stale_temporaries,
+                                  save_checkpoint)
 from trm.train.engine import Engine
 
 
@@ -143,22 +145,55 @@ class MetricsLogger:
             self.wandb.finish()
 
 
+class StopRequested(Exception):
+    """Raised by :class:`StopSignal` when SIGTERM / SIGINT arrive outside the step loop."""
+
+
 class StopSignal:
-    """SIGTERM / SIGINT request a clean stop (checkpoint, then exit); a second SIGINT exits at once."""
+    """SIGTERM / SIGINT stop a run cleanly in every phase of ``trm train``.
+
+    Inside :meth:`deferred` (the step loop) a signal sets ``requested``; the loop saves a checkpoint
+    and stops at the end of the step. Elsewhere (data build, set-up, the final evaluation and export)
+    it raises :class:`StopRequested` at once; the checkpoint written before the final evaluation keeps
+    the trained state, so ``--resume`` evaluates and exports it. A second SIGINT exits at once.
+    """
 
     def __init__(self):
-        self.requested = None
-        self._old = {}
+        self.requested: str | None = None
+        self.phase = "set-up"
+        self._defer = False
+        self._old: dict = {}
 
     def __enter__(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._old[sig] = signal.signal(sig, self._handle)
         return self
 
+    @contextlib.contextmanager
+    def deferred(self):
+        self._defer, self.phase = True, "training"
+        try:
+            yield self
+        finally:
+            self._defer = False
+
+    @contextlib.contextmanager
+    def suspended(self):
+        """The previous handlers, for work whose worker pools must see the signals themselves (the
+        data build: SIGINT interrupts it, SIGTERM ends the process; the failed start is cleaned up)."""
+        current = {sig: signal.signal(sig, old) for sig, old in self._old.items()}
+        try:
+            yield
+        finally:
+            for sig, handler in current.items():
+                signal.signal(sig, handler)
+
     def _handle(self, signum, frame):
         if self.requested is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum).name
+        if not self._defer:
+            raise StopRequested(self.requested)
         print(f"\n{self.requested} received: saving a checkpoint and stopping "
               "(press Ctrl-C again to exit at once)", flush=True)
 
@@ -201,38 +236,167 @@ def export_config(cfg: Config, meta: DatasetMetadata) -> dict:
 
 
 def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """Train (or resume) a run; returns the run directory."""
-    rt = runtime.setup(cfg.train.device, cfg.model.forward_dtype, compile=cfg.train.compile,
-                       hidden_size=cfg.model.hidden_size, seq_len=cfg.model.seq_len or 81, distributed=True)
-    rank, world_size, device = rt.rank, rt.world_size, rt.device
+    """Train (or resume) a run; returns the run directory.
+
+    Nothing is written before every check that can fail early has passed (the resume is compatible,
+    the run directory is writable and not in use); a start that fails leaves no empty run directory.
+    """
+    rank, world_size = runtime.init_distributed()
     main = rank == 0
-    cfg.model.forward_dtype = rt.precision.dtype     # saved in config.yaml: resume and eval use it too
     run = Path(run_dir) if run_dir else run_dir_for(cfg)
     ckpt_path = run / "checkpoints" / "last.pt"
+    state = None
     if resume:
         if not ckpt_path.exists():
             raise TRMError(f"--resume: no checkpoint at {ckpt_path}")
-        state = load_checkpoint(ckpt_path, map_location=device)    # fail fast on a corrupt file
-    if main:
-        check_writable(run)                                   # before hours of data building or training
-    data = load_run_data(cfg, rank)
+        state = load_checkpoint(ckpt_path, map_location=runtime.resolve_device(cfg.train.device))
+        check_resumable(cfg, state)                       # before any data is built or file written
+    elif main and ckpt_path.exists():
+        raise TRMError(f"{run} already holds a run; pass --resume to continue it or choose another run.name")
+    rt = runtime.setup(cfg.train.device, cfg.model.forward_dtype, compile=cfg.train.compile,
+                       hidden_size=cfg.model.hidden_size, seq_len=cfg.model.seq_len or 81)
+    device = rt.device
+    cfg.model.forward_dtype = rt.precision.dtype     # saved in config.yaml: resume and eval use it too
+    created = main and not run.exists()
+    lock = None
+    try:
+        with StopSignal() as stop:
+            if main:
+                check_writable(run)                           # before hours of data building or training
+                lock = RunLock(run)
+                remove_stale_temporaries(ckpt_path.parent)
+            try:
+                return _train(cfg, rt, run, state, stop, progress)
+            except StopRequested as e:
+                if stop.phase == "final evaluation":
+                    print(f"stopped by {e} during the final evaluation and export; the trained state is in "
+                          f"{ckpt_path}: `trm train --resume --run-dir {run}` evaluates and exports it", flush=True)
+                elif stop.phase == "training":
+                    print(f"stopped by {e} while saving; resume with --resume", flush=True)
+                else:
+                    print(f"stopped by {e} before training started; nothing to resume", flush=True)
+                    if created:
+                        remove_run_start(run)
+                return run
+    except BaseException:
+        if created:
+            remove_if_empty(run)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop the log lines a killed run wrote after its last checkpoint (``step``), so that a resumed
+    run does not log those steps twice. Unreadable lines are kept."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            if int(json.loads(line).get("step", 0)) > step:
+                continue
+        except (ValueError, AttributeError, TypeError):
+            pass
+        kept.append(line)
+    if len(kept) != len(lines):
+        atomic_write_text(path, "".join(kept))
+
+
+def check_resumable(cfg: Config, state: dict) -> None:
+    """Refuse a resume whose config cannot continue the checkpoint, before anything is built or written:
+    another dataset or preset, another global batch (the carried slots are laid out for it), another
+    model. A requested ``forward_dtype: auto`` takes the checkpoint's resolved precision."""
+    saved = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(saved, dict):
+        raise TRMError("--resume: the checkpoint holds no config")
+    now = cfg.to_dict()
+    checks = [("data.path", saved.get("data", {}).get("path"), cfg.data.path),
+              ("preset", saved.get("preset"), cfg.preset),
+              ("train.global_batch_size", saved.get("train", {}).get("global_batch_size"),
+               cfg.train.global_batch_size)]
+    for key, before, after in checks:
+        if before is not None and before != after:
+            raise ConfigError(f"--resume: {key}={after!r} but the checkpoint was trained with {before!r}; "
+                              "resume with the same value or start a new run (another run.name)")
+    saved_model = dict(saved.get("model") or {})
+    if cfg.model.forward_dtype == "auto" and saved_model.get("forward_dtype") in ("bfloat16", "float32"):
+        cfg.model.forward_dtype = saved_model["forward_dtype"]
+        now = cfg.to_dict()
+    from_data = ("vocab_size", "seq_len", "num_puzzle_ids")      # filled from the dataset when 0
+    diff = [k for k, v in saved_model.items()
+            if v != now["model"].get(k) and not (k in from_data and not now["model"].get(k))]
+    if diff:
+        raise ConfigError(f"--resume: the model config differs from the checkpoint's ({', '.join(diff)})")
+
+
+class RunLock:
+    """An exclusive lock on a run directory (``.lock``, flock), so two ``trm train`` never share one."""
+
+    def __init__(self, run: Path):
+        import fcntl
+        self.path = run / ".lock"
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise TRMError(f"{run} is in use by {holder}; wait for it to finish or choose another "
+                           "run.name") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"process {os.getpid()} (trm train, started {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+        self.file.flush()
+
+    def release(self) -> None:
+        import fcntl
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+
+
+def remove_if_empty(run: Path) -> None:
+    """Remove a run directory this process created if it holds nothing but its lock (a failed start)."""
+    try:
+        if all(p.name == ".lock" for p in run.iterdir()):
+            (run / ".lock").unlink(missing_ok=True)
+            run.rmdir()
+    except OSError:
+        pass
+
+
+def remove_run_start(run: Path) -> None:
+    """Remove what a run stopped before its first step wrote (its config, an empty log), then the
+    directory if nothing else is left."""
+    if not (run / "checkpoints" / "last.pt").exists():
+        for name in ("config.yaml", "metrics.jsonl"):
+            (run / name).unlink(missing_ok=True)
+    remove_if_empty(run)
+
+
+def _train(cfg: Config, rt: runtime.Runtime, run: Path, state: dict | None, stop: "StopSignal",
+           progress: bool) -> Path:
+    rank, world_size, device = rt.rank, rt.world_size, rt.device
+    main = rank == 0
+    resume = state is not None
+    ckpt_path = run / "checkpoints" / "last.pt"
+    with stop.suspended():
+        data = load_run_data(cfg, rank)
     fill_model_dims(cfg, data.train_meta)
     if data.test_meta.num_puzzle_identifiers > cfg.model.num_puzzle_ids:
         raise DatasetError("test split uses more puzzle identifiers than the train split")
     total = total_steps_for(cfg, data.train_meta)
-    if main:
-        if ckpt_path.exists() and not resume:
-            raise TRMError(f"{run} already holds a run; pass --resume to continue it or choose another run.name")
 
     model = build_model(cfg, device)
     engine = Engine(cfg, model, data.train, data.train_meta.ignore_label_id, device, total)
-    if resume:
-        saved = state.get("config", {})
-        if saved.get("model") and saved["model"] != cfg.to_dict()["model"]:
-            diff = [k for k in saved["model"] if saved["model"][k] != cfg.to_dict()["model"].get(k)]
-            raise ConfigError(f"--resume: the model config differs from the checkpoint's ({', '.join(diff)})")
+    if state is not None:
+        check_resumable(cfg, state)                       # again, with the dimensions from the dataset
         engine.load_state_dict(state["engine"])
         if main:
+            truncate_metrics(run / "metrics.jsonl", engine.step)
             print(f"resumed {run} at step {engine.step}/{total}", flush=True)
     if main:
         atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -251,7 +415,7 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
             save_checkpoint(ckpt_path, {"engine": engine.state_dict(), "config": cfg.to_dict(),
                                         "elapsed": elapsed_before + time.time() - t_start})
 
-    def run_eval() -> dict[str, float]:
+    def run_eval() -> tuple[dict[str, float], Any]:
         ctx = engine.ema.swap(model) if engine.ema else contextlib.nullcontext()
         with ctx:
             res = evaluate(model, data.test, data.test_meta.ignore_label_id,
@@ -271,7 +435,7 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
 
     bar = tqdm(total=total, initial=engine.step, desc="train", disable=not (progress and main), dynamic_ncols=True)
     stopped = None
-    with StopSignal() as stop:
+    with stop.deferred():
         while engine.step < total:
             m = engine.train_step()
             bar.update(1)
@@ -303,6 +467,17 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
         if main:
             print(f"stopped by {stopped} at step {engine.step}; resume with --resume", flush=True)
         return run
+    stop.phase = "final evaluation"                      # a signal from here on: the checkpoint has it all
+    try:
+        _finish(cfg, run, engine, model, data, run_eval, main)
+    finally:
+        logger.close()
+    return run
+
+
+def _finish(cfg: Config, run: Path, engine: Engine, model: RecursiveReasoner, data: RunData, run_eval, main: bool
+            ) -> None:
+    """The final evaluation, export, pictures, ARC submission and report."""
     final, res = run_eval()
     if main:
         from trm.report import draw_run_pictures, write_report
@@ -315,5 +490,3 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
             write_submission(run / "submission.json", arc_submission(data.test, res, data.path))
         write_report(run, final_metrics=final, exact_by_step=res.exact_by_step, pictures=pictures)
         print(f"done: {run} (exact {final.get('eval/exact', 0):.4f}); weights in {run / 'model'}", flush=True)
-    logger.close()
-    return run
