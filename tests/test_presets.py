@@ -66,7 +66,7 @@ def test_paper_recipes():
         assert (m.puzzle_emb_len, m.puzzle_emb_dim, m.zero_init_residual) == (16, 512, False)
         assert (t.global_batch_size, t.lr, t.lr_warmup_steps, t.ema, t.ema_rate, t.ema_warmup) == \
             (768, 1e-4, 2000, True, 0.999, False)
-        assert (t.optimizer, t.loss, t.max_steps, t.max_minutes) == ("adam_atan2", "stablemax", 0, 0.0)
+        assert (t.optimizer, t.loss, t.max_steps, t.max_minutes) == ("adam_atan2", "stablemax", None, 0.0)
     assert (maze.model.vocab_size, maze.model.seq_len, maze.model.num_puzzle_ids) == (6, 900, 1)
     assert (maze.train.weight_decay, maze.train.puzzle_emb_lr, maze.train.puzzle_emb_weight_decay) == (1.0, 1e-4, 1.0)
     assert (maze.train.epochs, maze.train.eval_interval) == (50_000, 5_000)

@@ -287,3 +287,48 @@ def test_a_sudoku_csv_with_a_byte_order_mark_is_read(tmp_path):
     assert csv.read_bytes()[:3] == b"\xef\xbb\xbf"
     puzzles, solutions, ratings = read_sudoku_csv(csv)
     assert len(puzzles) == 1 and "".join(map(str, solutions[0].ravel())) == solution
+
+
+def test_max_steps_zero_is_refused_and_null_means_the_epoch_formula():
+    from trm.config import load_config
+    from trm.errors import ConfigError
+    with pytest.raises(ConfigError, match="train.max_steps must be >= 1, got 0"):
+        load_config("sudoku-cpu", ["train.max_steps=0"])
+    assert load_config("sudoku-cpu", ["train.max_steps=null"]).train.max_steps is None
+    assert load_config("sudoku-extreme-mlp").train.max_steps is None
+
+
+@pytest.mark.parametrize("target, message", [("DIR", "is a directory"), ("FILE/x.png", "does not exist"),
+                                             ("NOWHERE/x.png", "does not exist")])
+def test_picture_paths_are_checked_before_the_work(tmp_path, target, message):
+    (tmp_path / "file").write_text("x")
+    path = target.replace("DIR", str(tmp_path)).replace("FILE", str(tmp_path / "file")) \
+                 .replace("NOWHERE", str(tmp_path / "nowhere"))
+    out = subprocess.run([sys.executable, "-m", "trm", "solve", "sudoku", PUZZLE, "--png", path],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 2 and message in out.stderr and out.stdout == "", out.stdout + out.stderr
+
+
+def test_data_source_csv_accepts_the_two_word_form(tmp_path, capsys):
+    from conftest import run_cli
+    solution = "716358249293647185845912637459276318128593476367184952931765824582439761674821593"
+    for name in ("train.csv", "test.csv"):
+        (tmp_path / name).write_text(f"source,question,answer,rating\nsrc,{PUZZLE},{solution},0\n")
+    code, out, err = run_cli(capsys, "data", "sudoku", "--out", str(tmp_path / "ds"), "--source", "csv",
+                             str(tmp_path), "--num-aug", "0")
+    assert code == 0, err
+    assert (tmp_path / "ds" / "train" / "dataset.json").is_file()
+
+
+def test_data_refuses_to_replace_a_different_dataset_without_force(tmp_path, capsys):
+    from conftest import run_cli
+    args = ["data", "sudoku", "--out", str(tmp_path / "ds"), "--size", "4", "--train-size", "20", "--num-aug", "1",
+            "--test-size", "8", "--workers", "1"]
+    assert run_cli(capsys, *args)[0] == 0
+    stamp = (tmp_path / "ds" / "train" / "dataset.json").stat().st_mtime_ns
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0 and "up to date" in out
+    code, _, err = run_cli(capsys, *args[:-4], "--seed", "5", *args[-4:])
+    assert code == 2 and "built with other settings (seed: 0 -> 5)" in err and "--force" in err
+    assert (tmp_path / "ds" / "train" / "dataset.json").stat().st_mtime_ns == stamp
+    assert run_cli(capsys, *args[:-4], "--seed", "5", *args[-4:], "--force")[0] == 0

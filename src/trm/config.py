@@ -67,7 +67,7 @@ class TrainConfig:
     global_batch_size: int = 768
     epochs: int = 50000
     eval_interval: int = 5000         # in epochs (10 evaluations per paper run)
-    max_steps: int = 0                # >0 overrides the epoch formula
+    max_steps: int | None = None      # null: the epoch formula (spec section 5); N >= 1 overrides it
     max_minutes: float = 0.0          # >0: stop (checkpoint, evaluate) after this wall time
     optimizer: str = "adam_atan2"     # adam_atan2 (public code) | adamw (paper text)
     lr: float = 1e-4
@@ -195,6 +195,8 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
     """Convert a YAML/CLI value to the dataclass field's type, or raise ConfigError."""
     origin = typing.get_origin(typ)
     if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("null", "none", "~")):
+            return None
         return _coerce(value, [a for a in typing.get_args(typ) if a is not type(None)][0], key)
     if isinstance(value, str) and typ is not str:
         try:
@@ -300,7 +302,7 @@ def _check_ranges(cfg: Config) -> None:
     inf = float("inf")
     at_least_0 = [("model.vocab_size", m.vocab_size), ("model.seq_len", m.seq_len),
                   ("model.num_puzzle_ids", m.num_puzzle_ids), ("train.epochs", t.epochs),
-                  ("train.eval_interval", t.eval_interval), ("train.max_steps", t.max_steps),
+                  ("train.eval_interval", t.eval_interval),
                   ("train.max_minutes", t.max_minutes), ("train.weight_decay", t.weight_decay),
                   ("train.puzzle_emb_lr", t.puzzle_emb_lr), ("train.puzzle_emb_weight_decay", t.puzzle_emb_weight_decay),
                   ("train.halt_loss_weight", t.halt_loss_weight), ("train.seed", t.seed),
@@ -314,6 +316,8 @@ def _check_ranges(cfg: Config) -> None:
     for key, v in above_0:
         if not 0 < v < inf:
             raise ConfigError(f"{key} must be > 0 and finite, got {v}")
+    if t.max_steps is not None and not t.max_steps >= 1:
+        raise ConfigError(f"train.max_steps must be >= 1, got {t.max_steps} (null: the epoch formula)")
     if not t.log_every >= 1:
         raise ConfigError(f"train.log_every must be >= 1, got {t.log_every}")
     if not 0 <= t.lr_min_ratio <= 1:

@@ -65,7 +65,7 @@ def fill_model_dims(cfg: Config, meta: DatasetMetadata) -> None:
 
 def total_steps_for(cfg: Config, meta: DatasetMetadata) -> int:
     """Spec section 5: epochs x groups x mean examples per puzzle / global batch."""
-    if cfg.train.max_steps:
+    if cfg.train.max_steps is not None:
         return cfg.train.max_steps
     return max(1, int(cfg.train.epochs * meta.total_groups * meta.mean_puzzle_examples / cfg.train.global_batch_size))
 
