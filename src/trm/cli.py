@@ -508,7 +508,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except (OSError, UnicodeDecodeError) as e:      # a file that cannot be read or written
-        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        filename = getattr(e, "filename", None)
+        where = f"{filename}: " if filename else ""
         print(f"error: {where}{getattr(e, 'strerror', None) or e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -282,5 +282,12 @@ class Engine:
             self.ema.load_state_dict(s["ema"])
         self.stream.load_state_dict(s["stream"])
         self.gen.set_state(s["gen"])
-        self.carry = Carry(**{k: v.to(self.device) for k, v in s["carry"].items()})
+        carry = s["carry"]
+        expected = {k: tuple(v.shape) for k, v in self._empty_carry().__dict__.items()}
+        got = {k: tuple(v.shape) for k, v in carry.items()} if isinstance(carry, dict) else {}
+        if got != expected:
+            from trm.errors import CheckpointError
+            raise CheckpointError(f"the checkpoint's carried slots do not fit this run (shapes {got}, expected "
+                                  f"{expected}): it was saved with another batch or model")
+        self.carry = Carry(**{k: v.to(self.device) for k, v in carry.items()})
         self.skipped_steps = int(s.get("skipped_steps", 0))

@@ -255,7 +255,6 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
         raise TRMError(f"{run} already holds a run; pass --resume to continue it or choose another run.name")
     rt = runtime.setup(cfg.train.device, cfg.model.forward_dtype, compile=cfg.train.compile,
                        hidden_size=cfg.model.hidden_size, seq_len=cfg.model.seq_len or 81)
-    device = rt.device
     cfg.model.forward_dtype = rt.precision.dtype     # saved in config.yaml: resume and eval use it too
     created = main and not run.exists()
     lock = None
@@ -407,7 +406,7 @@ def _train(cfg: Config, rt: runtime.Runtime, run: Path, state: dict | None, stop
     logger = MetricsLogger(run, main, cfg)
     t_start = time.time()
     elapsed_before = 0.0
-    if resume:
+    if state is not None:
         elapsed_before = float(state.get("elapsed", 0.0))
 
     def checkpoint() -> None:
@@ -453,7 +452,7 @@ def _train(cfg: Config, rt: runtime.Runtime, run: Path, state: dict | None, stop
             if world_size > 1:   # every rank must agree to stop at the same step
                 flag = torch.tensor([1.0 if (stop_now or over_time) else 0.0], device=device)
                 dist.all_reduce(flag)
-                stop_now = stop_now or (flag.item() > 0 and "peer")
+                stop_now = stop_now or ("peer" if flag.item() > 0 else None)
             if stop_now:
                 stopped = stop_now
                 break
