@@ -21,18 +21,22 @@ def _add_data(sub) -> None:
     kinds = p.add_subparsers(dest="task", required=True)
 
     s = kinds.add_parser("sudoku", help="generated puzzles or the Sudoku-Extreme CSV files")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="dataset directory to write (train/, test/, identifiers.json)")
     s.add_argument("--source", default=["generate"], nargs="+", metavar="SOURCE",
                    help="generate | csv PATH | csv:PATH (a directory with train.csv and test.csv, or the train CSV)")
     s.add_argument("--csv-test", default=None, help="test CSV (default: test.csv beside the train CSV)")
-    s.add_argument("--difficulty", default="medium")
-    s.add_argument("--size", type=int, default=9, choices=(4, 9))
-    s.add_argument("--train-size", type=int, default=1000)
-    s.add_argument("--num-aug", type=int, default=1000)
-    s.add_argument("--test-size", type=int, default=None)
-    s.add_argument("--min-rating", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--difficulty", default="medium", choices=("beginner", "easy", "medium", "hard", "extreme"),
+                   help="generated puzzles: beginner (45 givens, singles suffice), easy (40), medium (32), hard "
+                   "(minimal, needs guessing), extreme (minimal, rating >= 10); default medium")
+    s.add_argument("--size", type=int, default=9, choices=(4, 9), help="grid side (default 9)")
+    s.add_argument("--train-size", type=int, default=1000, help="training puzzles (default 1000, the paper's)")
+    s.add_argument("--num-aug", type=int, default=1000, help="augmented versions per training puzzle besides "
+                   "the original (default 1000)")
+    s.add_argument("--test-size", type=int, default=None, help="held-out puzzles (default: all of the test CSV, "
+                   "or 1000 generated)")
+    s.add_argument("--min-rating", type=int, default=None, help="CSV: keep rows with at least this rating")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     s.add_argument("--force", action="store_true", help="replace a dataset built with other settings")
 
     m = kinds.add_parser("maze", help="generated mazes or the Maze-Hard CSV files")
