@@ -332,3 +332,20 @@ def test_data_refuses_to_replace_a_different_dataset_without_force(tmp_path, cap
     assert code == 2 and "built with other settings (seed: 0 -> 5)" in err and "--force" in err
     assert (tmp_path / "ds" / "train" / "dataset.json").stat().st_mtime_ns == stamp
     assert run_cli(capsys, *args[:-4], "--seed", "5", *args[-4:], "--force")[0] == 0
+
+
+def test_an_official_style_dataset_loads_and_its_task_is_inferred(sudoku4_dir, tmp_path):
+    """The official builders write no "task" and store the group count in total_puzzles."""
+    import shutil
+
+    from trm.data.format import load_set, read_metadata
+    ds = tmp_path / "official"
+    shutil.copytree(sudoku4_dir, ds)
+    for split in ("train", "test"):
+        meta_path = ds / split / "dataset.json"
+        raw = json.loads(meta_path.read_text())
+        raw.pop("task", None)
+        raw["total_puzzles"] = raw["total_groups"]
+        meta_path.write_text(json.dumps(raw))
+        assert read_metadata(ds / split).task == "sudoku"
+        load_set(ds / split)

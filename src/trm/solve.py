@@ -447,14 +447,9 @@ def _read_if_file(puzzle: Any) -> Any:
 
 
 def _guess_task(vocab: int, seq_len: int) -> str:
-    """The task from the model's vocabulary and length when the checkpoint does not say (see the spec)."""
-    if (vocab, seq_len) in ((11, 81), (6, 16)):
-        return "sudoku"
-    if (vocab, seq_len) == (12, 900):
-        return "arc"
-    if vocab == 6:
-        return "maze"
-    return ""
+    """The task from the model's vocabulary and length when the checkpoint does not say."""
+    from trm.data.format import infer_task
+    return infer_task(vocab, seq_len)
 
 
 def _config_of(d: Any, path: Path) -> Config:

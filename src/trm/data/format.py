@@ -298,7 +298,22 @@ def read_metadata(split_dir: str | Path) -> DatasetMetadata:
     if missing:
         raise DatasetError(f"{path}: missing fields {sorted(missing)}")
     _check_metadata(raw, path)
-    return DatasetMetadata(**{k: v for k, v in raw.items() if k in known})
+    meta = DatasetMetadata(**{k: v for k, v in raw.items() if k in known})
+    if not meta.task:               # the official builders do not name the task: tell it from the data
+        meta.task = infer_task(meta.vocab_size, meta.seq_len)
+    return meta
+
+
+def infer_task(vocab: int, seq_len: int) -> str:
+    """The task from the vocabulary and sequence length (the official layouts), or "" when they name
+    none: Sudoku 9x9 (11, 81) and 4x4 (6, 16), ARC (12, 900), maze (6, any other square length)."""
+    if (vocab, seq_len) in ((11, 81), (6, 16)):
+        return "sudoku"
+    if (vocab, seq_len) == (12, 900):
+        return "arc"
+    if vocab == 6 and round(seq_len ** 0.5) ** 2 == seq_len:
+        return "maze"
+    return ""
 
 
 def _load_array(path: Path, mmap: bool) -> np.ndarray:
@@ -345,6 +360,8 @@ def load_set(split_dir: str | Path, set_name: str = "all", mmap: bool = False) -
     if meta.sets == [set_name]:   # one set: the totals in dataset.json are this set's
         for name, have in (("total_groups", ps.num_groups), ("total_puzzles", ps.num_puzzles)):
             want = getattr(meta, name)
+            if name == "total_puzzles" and want == ps.num_groups:
+                continue            # the official builders store the group count here (their loader never reads it)
             if want != have and (want or name == "total_groups"):
                 raise DatasetError(f"{split_dir / 'dataset.json'}: {name} is {want}, but the arrays of set "
                                    f"{set_name!r} hold {have}")

@@ -385,6 +385,10 @@ def _train(cfg: Config, rt: runtime.Runtime, run: Path, state: dict | None, stop
     with stop.suspended():
         data = load_run_data(cfg, rank)
     fill_model_dims(cfg, data.train_meta)
+    if not data.test_meta.task:
+        raise DatasetError(f"{data.path}: cannot tell the task from vocab {data.test_meta.vocab_size} / seq_len "
+                           f"{data.test_meta.seq_len}; add \"task\": \"sudoku\", \"maze\" or \"arc\" to its "
+                           "dataset.json files")
     if data.test_meta.num_puzzle_identifiers > cfg.model.num_puzzle_ids:
         raise DatasetError("test split uses more puzzle identifiers than the train split")
     total = total_steps_for(cfg, data.train_meta)
