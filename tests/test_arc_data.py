@@ -217,7 +217,7 @@ def test_dedup_symmetric_single_colour_task():
 
 def test_builder_option_errors(tmp_path):
     with pytest.raises(ConfigError, match="num_aug"):
-        build_arc_dataset(tmp_path / "a", num_aug=0, progress=False)
+        build_arc_dataset(tmp_path / "a", num_aug=-1, progress=False)
     with pytest.raises(ConfigError, match="version"):
         build_arc_dataset(tmp_path / "a", version="arc3", progress=False)
     with pytest.raises(DatasetError, match="not found"):
@@ -296,3 +296,13 @@ def test_build_is_deterministic_across_workers(tmp_path):
     for split in ("train", "test"):
         x, y = load_set(a / split), load_set(b / split)
         assert np.array_equal(x.inputs, y.inputs) and np.array_equal(x.labels, y.labels)
+
+
+def test_num_aug_counts_the_augmented_versions_besides_the_identity(tmp_path):
+    """As the official builder: --num-aug K gives the identity and K augmented versions per task."""
+    from trm.data.format import load_identifiers
+    out = build_arc_dataset(tmp_path / "d", tasks=["070dd51e"], num_aug=3, progress=False)
+    names = [n for n in load_identifiers(out) if n.startswith("070dd51e")]
+    assert len(names) == 4
+    assert build_arc_dataset(tmp_path / "e", tasks=["070dd51e"], num_aug=0, progress=False)
+    assert len([n for n in load_identifiers(tmp_path / "e") if n.startswith("070dd51e")]) == 1

@@ -58,7 +58,8 @@ def _add_data(sub) -> None:
     a.add_argument("--out", required=True)
     a.add_argument("--version", default="arc1", choices=("arc1", "arc2"))
     a.add_argument("--conceptarc", default=None, help="path to ConceptARC (corpus JSON or repository)")
-    a.add_argument("--num-aug", type=int, default=1000)
+    a.add_argument("--num-aug", type=int, default=1000, help="augmented versions per task besides the identity "
+                   "(default 1000: up to 1001 versions, as the official builder)")
     a.add_argument("--tasks", default=None, help="comma-separated task ids (a small subset)")
     a.add_argument("--extra-train", default=None, help="comma-separated extra training sources "
                    "(arc1-train, arc1-eval, arc2-train, arc2-eval or a JSON path); leaks are refused")

@@ -5,7 +5,8 @@ Tasks. A task is ``{"train": [{"input": grid, "output": grid}, ...], "test": [..
 of rows of ints 0..9, at most 30x30. Training uses the training tasks, ConceptARC (if given) and the
 *demonstration* pairs of the evaluation tasks; the test split holds the evaluation tasks' test pairs.
 
-Versions. Each task gets up to ``num_aug`` versions (the identity first), each a dihedral transform
+Versions. Each task gets the identity and up to ``num_aug`` augmented versions (as the official
+builder's ``--num-aug``: 1000 gives up to 1001 versions), each a dihedral transform
 ``t`` (:mod:`trm.data.dihedral`) composed with a permutation ``perm`` of the colours 1..9 (0 fixed):
 ``version(g) = transform(perm[g], t)``. Versions are deduplicated by the bytes of every grid the model is
 shown for that task (all pairs of a training task; demonstrations and test inputs of an evaluation task,
@@ -612,11 +613,13 @@ def build_arc_dataset(out_dir: str | Path, *, version: str = "arc1", conceptarc:
     one example per pair. Test: one group per evaluation task, its test pairs in every version.
     ``tasks`` keeps only those task ids (small presets). ``extra_train`` adds training sources
     (``"arc1-train"``, ``"arc1-eval"``, ``"arc2-train"``, ``"arc2-eval"`` or a JSON file of tasks); a source
-    that holds evaluation tasks is refused. ``num_aug`` counts versions per task, the identity included.
+    that holds evaluation tasks is refused. ``num_aug`` counts the augmented versions per task besides the
+    identity (as the official builder and trm's Sudoku builder do).
     """
     _check_version(version)
-    if not isinstance(num_aug, int) or num_aug < 1:
-        raise ConfigError(f"num_aug must be an integer >= 1, got {num_aug!r}")
+    if not isinstance(num_aug, int) or isinstance(num_aug, bool) or num_aug < 0:
+        raise ConfigError(f"num_aug must be an integer >= 0 (augmented versions besides the identity), "
+                          f"got {num_aug!r}")
     if isinstance(extra_train, str):
         extra_train = [extra_train]
     wanted = None if tasks is None else {str(t) for t in tasks}
@@ -651,7 +654,7 @@ def build_arc_dataset(out_dir: str | Path, *, version: str = "arc1", conceptarc:
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) if use_pool else None
     try:
-        plans = _run(_plan_job, [(n, seen_grids[n], num_aug, seed) for n in names], pool,
+        plans = _run(_plan_job, [(n, seen_grids[n], num_aug + 1, seed) for n in names], pool,
                      "arc: choosing versions", progress)
         versions = dict(zip(names, plans))
         identifiers = ["<blank>"]

@@ -68,10 +68,15 @@ class Candidate:
 class ArcVoter:
     """Collects answers of every version of every test input and ranks the un-augmented grids."""
 
-    def __init__(self, pool: bool = False):
-        self.pool = pool
+    def __init__(self, pool: bool = False, blank: str = "vote"):
+        """``blank``: what an answer with no croppable grid does. ``vote`` (the official rule, default):
+        it votes for the empty grid, which can win the vote and is never right; ``abstain`` (a named
+        deviation): it casts no vote, so the versions that did give a grid decide."""
+        if blank not in ("vote", "abstain"):
+            raise ValueError(f"blank must be 'vote' or 'abstain', got {blank!r}")
+        self.pool, self.blank = pool, blank
         self.evaluations = 0
-        self.abstained = 0      # answers with no croppable grid
+        self.abstained = 0      # answers with no croppable grid (voted as the empty grid unless blank=abstain)
         self._votes: dict[tuple[str, int], dict[bytes, Candidate]] = {}
         self._seen: set[tuple[str, int]] = set()
         self._n = 0
@@ -95,8 +100,11 @@ class ArcVoter:
         grid = crop(pred_tokens)
         if grid is None:
             self.abstained += 1
-            return False
-        grid = invert_augmentation(grid, puzzle_name)
+            if self.blank == "abstain":
+                return False
+            grid = np.zeros((0, 0), np.uint8)
+        else:
+            grid = invert_augmentation(grid, puzzle_name)
         c = slot.get(_key(grid))
         if c is None:
             slot[_key(grid)] = Candidate(grid, 1, float(halt_prob), self._n)
