@@ -79,20 +79,26 @@ def test_encode_versions_shift_rule():
     inp, lab = encode_versions(pairs, ts, perms, shift=True, rng=np.random.default_rng(0))
     assert inp.shape == lab.shape == (9, 900)
     shifted = 0
+    unshifted = np.zeros((3, 3), bool)
     for row in range(9):
         v, p = divmod(row, 3)
         a, b = inp[row].reshape(30, 30), lab[row].reshape(30, 30)
         ra, ca = np.argwhere(a > 0).min(0)
         rb, cb = np.argwhere(b > 0).min(0)
         assert (ra, ca) == (rb, cb)                            # one offset for input and output
-        if p == 0:
-            assert (ra, ca) == (0, 0)                          # example 0 of each version unshifted
+        unshifted[v, p] = (ra, ca) == (0, 0)
         shifted += (ra, ca) != (0, 0)
         name = version_name("x", int(ts[v]), perms[v])
         got_in = invert_augmentation(_decode_example(inp[row]), name)
         got_out = invert_augmentation(_decode_example(lab[row]), name)
         assert np.array_equal(got_in, pairs[p][0]) and np.array_equal(got_out, pairs[p][1])
     assert shifted >= 4
+    assert unshifted.any(axis=1).all()                          # one example of each version stays put
+    keep = [set(np.flatnonzero(unshifted[v])) for v in range(3)]
+    many = encode_versions(pairs, np.zeros(64, np.uint8), np.tile(np.arange(10, dtype=np.uint8), (64, 1)), True,
+                           np.random.default_rng(1))[0].reshape(64, 3, 30, 30)
+    stays = {int(np.flatnonzero(many[v, :, 0, 0] >= 2)[0]) for v in range(64) if (many[v, :, 0, 0] >= 2).any()}
+    assert len(stays) > 1, f"the unshifted example is drawn at random, not always the same ({keep})"
     inp, _ = encode_versions(pairs, ts, perms, shift=False)
     assert all(inp[r].reshape(30, 30)[0, 0] >= 2 for r in range(9))
 
@@ -267,9 +273,8 @@ def test_small_build_reads_back(small_build, arc1):
             pairs = source[task_id]["train"] + (source[task_id]["test"] if task_id not in ev else [])
             rows = range(tr.puzzle_indices[p], tr.puzzle_indices[p + 1])
             assert len(rows) == len(pairs)
+            assert any(tr.inputs[row][0] >= 2 and tr.labels[row][0] >= 2 for row in rows)   # one unshifted
             for k, row in enumerate(rows):
-                if k == 0:
-                    assert tr.inputs[row][0] >= 2 and tr.labels[row][0] >= 2   # unshifted
                 assert np.array_equal(invert_augmentation(_decode_example(tr.inputs[row]), name),
                                       pairs[k]["input"])
                 assert np.array_equal(invert_augmentation(_decode_example(tr.labels[row]), name),

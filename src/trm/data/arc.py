@@ -346,9 +346,14 @@ def encode_versions(pairs: Sequence[Pair], ts: np.ndarray, perms: np.ndarray, sh
                     rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All versions of a list of pairs -> (inputs, labels) ``[V * len(pairs), 900]`` uint8, version-major.
 
-    With ``shift``, examples 1.. of every version move by a random offset (example 0 stays put).
+    With ``shift``, every example of a version but one moves by a random offset; the one that stays
+    put is drawn at random per version (as the official builder does).
     """
     n_pairs, n_ver = len(pairs), len(ts)
+    if shift and rng is None:
+        raise ValueError("encode_versions: shift=True needs an rng")
+    gen = rng if shift else None
+    keep = gen.integers(0, n_pairs, n_ver) if gen is not None else None   # the unshifted example per version
     inp = np.zeros((n_ver * n_pairs, CANVAS, CANVAS), np.uint8)
     lab = np.zeros_like(inp)
     tok = (perms.astype(np.uint8) + COLOUR_OFFSET).astype(np.uint8)
@@ -358,9 +363,10 @@ def encode_versions(pairs: Sequence[Pair], ts: np.ndarray, perms: np.ndarray, sh
             ti, to = dihedral.transform(gi, int(t)), dihedral.transform(go, int(t))
             dr = np.zeros(len(idx), np.intp)
             dc = np.zeros(len(idx), np.intp)
-            if shift and p > 0:
-                dr = rng.integers(0, CANVAS - max(ti.shape[0], to.shape[0]) + 1, len(idx))
-                dc = rng.integers(0, CANVAS - max(ti.shape[1], to.shape[1]) + 1, len(idx))
+            if gen is not None and keep is not None:
+                moves = keep[idx] != p
+                dr = gen.integers(0, CANVAS - max(ti.shape[0], to.shape[0]) + 1, len(idx)) * moves
+                dc = gen.integers(0, CANVAS - max(ti.shape[1], to.shape[1]) + 1, len(idx)) * moves
             rows = idx * n_pairs + p
             _place(inp, rows, tok[idx][:, ti], dr, dc)
             _place(lab, rows, tok[idx][:, to], dr, dc)
@@ -674,8 +680,9 @@ def build_arc_dataset(out_dir: str | Path, *, version: str = "arc1", conceptarc:
                      sources=_source_counts(train_groups, test_groups),
                      removed_leaking_pairs=removed, duplicate_tasks_skipped=duplicates,
                      versions_per_task=dict(mean=float(np.mean(counts)), min=int(min(counts)), max=int(max(counts))),
-                     shift="train only: example 0 of each version unshifted, others by one random offset per pair",
-                     puzzle_table_bytes_512_fp32=len(identifiers) * 512 * 4, data_version=1)
+                     shift="train only: one random example of each version unshifted, the others by one random "
+                           "offset per pair (as the official builder)",
+                     puzzle_table_bytes_512_fp32=len(identifiers) * 512 * 4, data_version=2)
 
         def write(tmp: Path) -> None:
             for split, groups, shift in (("train", train_groups, True), ("test", test_groups, False)):
