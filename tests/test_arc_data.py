@@ -289,7 +289,7 @@ def test_small_build_reads_back(small_build, arc1):
             assert np.array_equal(invert_augmentation(crop(te.inputs[row]), name), tests[k]["input"])
             assert np.array_equal(invert_augmentation(crop(te.labels[row]), name), tests[k]["output"])
     first = [ids[tr.puzzle_identifiers[tr.group_indices[g]]] for g in range(tr.num_groups)]
-    assert all(n.endswith("|||t0|||123456789") for n in first)
+    assert all("|||" not in n for n in first)                 # the identity: the bare task id (official)
     assert len(set(ids)) == len(ids)
 
 
@@ -333,3 +333,24 @@ def test_the_paper_files_are_the_default_and_the_others_stay_selectable():
     assert set(paper) == set(kaggle) and len(paper) == 400
     assert [k for k in paper if paper[k] != kaggle[k]] == ["ac0c5833"]
     assert len(load_arc("arc2")[1]) == 120 and load_arc("arc2")[1] != load_arc("arc2-f3283f7")[1]
+
+
+def test_identifiers_follow_the_official_naming_and_numbering():
+    """Official rule (from the spec): the identity is named by the task id, the others
+    <id>|||t<k>|||<10-digit colour map>; transforms 4-7 are flip-lr, flip-ud, transpose, anti-transpose.
+    Names trm wrote before (9 digits, other numbering) are still read."""
+    from trm.data import dihedral
+    g = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    assert np.array_equal(dihedral.transform(g, 4), g[:, ::-1]) and np.array_equal(dihedral.transform(g, 5), g[::-1])
+    assert np.array_equal(dihedral.transform(g, 6), g.T) and np.array_equal(dihedral.transform(g, 7), g[::-1, ::-1].T)
+    perm = np.array([0, 3, 1, 2, 4, 5, 6, 7, 8, 9], np.uint8)
+    assert version_name("abc", 0, np.arange(10, dtype=np.uint8)) == "abc"
+    assert version_name("abc", 4, perm) == "abc|||t4|||0312456789"
+    assert parse_version_name("abc")[0] == "abc" and parse_version_name("abc")[1] == 0
+    task, t, p = parse_version_name("abc|||t4|||0312456789")
+    assert (task, t) == ("abc", 4) and np.array_equal(p, perm)
+    for legacy_t in range(8):                  # the old form: same grids, read with its own numbering
+        old = f"abc|||t{legacy_t}|||312456789"
+        _, t, p = parse_version_name(old)
+        legacy = np.ascontiguousarray(np.rot90(g.T if legacy_t >= 4 else g, k=legacy_t % 4))
+        assert np.array_equal(dihedral.transform(g, t), legacy) and np.array_equal(p, perm)

@@ -215,20 +215,40 @@ def _task_pairs(task: dict, split: str) -> list[Pair]:
 
 
 def version_name(task_id: str, t: int, perm: np.ndarray) -> str:
-    """``"<task_id>|||t<t>|||<perm[1..9] digits>"``."""
-    return f"{task_id}{SEP}t{int(t)}{SEP}{''.join(str(int(c)) for c in perm[1:])}"
+    """The official name of a version: the task id for the identity, else
+    ``"<task_id>|||t<t>|||<perm[0..9] digits>"`` (the whole colour map, 0 included)."""
+    if int(t) == 0 and np.array_equal(np.asarray(perm), IDENTITY_PERM):
+        return task_id
+    return f"{task_id}{SEP}t{int(t)}{SEP}{''.join(str(int(c)) for c in perm)}"
+
+
+_LEGACY_SEEN = False
 
 
 def parse_version_name(name: str) -> tuple[str, int, np.ndarray]:
-    """Inverse of :func:`version_name` -> (task_id, t, perm with perm[0] = 0)."""
+    """Inverse of :func:`version_name` -> (task_id, t, perm with perm[0] = 0), ``t`` in the official
+    numbering. Also reads the names trm wrote before 2026-12-02 (``<task>|||t<k>|||<9 digits>``, the
+    identity included, reflections numbered differently) and says so once."""
+    global _LEGACY_SEEN
+    if SEP not in name:
+        return name, 0, IDENTITY_PERM.copy()
     parts = name.rsplit(SEP, 2)   # the task id may end in "|"; the last two fields never hold one
     if len(parts) != 3 or not parts[1].startswith("t") or parts[1][1:] not in {str(i) for i in range(8)}:
-        raise DatasetError(f"puzzle identifier {name!r} is not an ARC version name '<task>|||t<k>|||<perm>'")
-    digits = parts[2]
-    if len(digits) != 9 or sorted(digits) != list("123456789"):
-        raise DatasetError(f"puzzle identifier {name!r}: {digits!r} is not a permutation of 1..9")
-    perm = np.array([0] + [int(d) for d in digits], dtype=np.uint8)
-    return parts[0], int(parts[1][1:]), perm
+        raise DatasetError(f"puzzle identifier {name!r} is not an ARC version name '<task>|||t<k>|||<colours>'")
+    digits, t = parts[2], int(parts[1][1:])
+    if len(digits) == 10 and digits[0] == "0" and sorted(digits) == list("0123456789"):
+        perm = np.array([int(d) for d in digits], dtype=np.uint8)
+    elif len(digits) == 9 and sorted(digits) == list("123456789"):
+        if not _LEGACY_SEEN:
+            _LEGACY_SEEN = True
+            print(f"note: {name!r} is an identifier in trm's form before 2026-12-02; read with its own "
+                  "transform numbering (rebuild the dataset for the official names)", file=sys.stderr)
+        perm = np.array([0] + [int(d) for d in digits], dtype=np.uint8)
+        t = dihedral.LEGACY_TO_OFFICIAL[t]
+    else:
+        raise DatasetError(f"puzzle identifier {name!r}: {digits!r} is not a colour map (0 then a permutation "
+                           "of 1..9)")
+    return parts[0], t, perm
 
 
 def augment_grid(grid: np.ndarray, t: int, perm: np.ndarray) -> np.ndarray:
