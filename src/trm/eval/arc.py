@@ -155,13 +155,15 @@ class ArcVoter:
         """ARC Prize format: task -> [{"attempt_1": grid, "attempt_2": grid} per test input].
 
         ``num_tests`` (task -> test inputs) defaults to what was voted on. With one candidate both
-        attempts are that grid; with none, both are [[0]].
+        attempts are that grid; with none, both are [[0]]; the empty grid of blank answers is written
+        as [[0]] too (the format needs a grid).
         """
         out = {}
         for task, n in sorted((num_tests or self.tasks).items()):
             entries = []
             for j in range(n):
-                top = [c.grid.tolist() for c in self.ranked(task, j)[:2]] or [[[0]]]
+                top = [c.grid.tolist() if c.grid.size else [[0]]          # a blank answer: the placeholder
+                       for c in self.ranked(task, j)[:2]] or [[[0]]]
                 entries.append({"attempt_1": top[0], "attempt_2": top[1] if len(top) > 1 else top[0]})
             out[task] = entries
         return out
@@ -209,6 +211,17 @@ def true_outputs(ps: PuzzleSet, identifiers: Sequence[str]) -> dict[str, list[np
             grids.append(invert_augmentation(grid, name))
         out[parse_version_name(name)[0]] = grids
     return out
+
+
+def is_scored(data_dir: str | Path) -> bool:
+    """False for a test split built from a challenges file without solutions (nothing to score)."""
+    from trm.data.format import read_metadata
+    d = Path(data_dir)
+    split = d if (d / "dataset.json").is_file() else d / "test"
+    try:
+        return bool(read_metadata(split).extra.get("scored", True))
+    except Exception:  # noqa: BLE001 - no readable metadata: score as before
+        return True
 
 
 def _identifiers_for(data_dir: str | Path) -> list[str]:

@@ -380,7 +380,6 @@ def _train(cfg: Config, rt: runtime.Runtime, run: Path, state: dict | None, stop
            progress: bool) -> Path:
     rank, world_size, device = rt.rank, rt.world_size, rt.device
     main = rank == 0
-    resume = state is not None
     ckpt_path = run / "checkpoints" / "last.pt"
     with stop.suspended():
         data = load_run_data(cfg, rank)
