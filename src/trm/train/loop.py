@@ -436,6 +436,7 @@ def _train(cfg: Config, rt: runtime.Runtime, run: Path, state: dict | None, stop
         return values, res
 
     bar = tqdm(total=total, initial=engine.step, desc="train", disable=not (progress and main), dynamic_ncols=True)
+    first_step = engine.step
     stopped = None
     with stop.deferred():
         while engine.step < total:
@@ -445,6 +446,13 @@ def _train(cfg: Config, rt: runtime.Runtime, run: Path, state: dict | None, stop
                 logger.log(engine.step, {f"train/{k}": v for k, v in m.items()})
                 bar.set_postfix(loss=f"{m.get('lm_loss', float('nan')):.3f}", exact=f"{m.get('exact', 0):.3f}",
                                 steps=f"{m.get('steps', 0):.1f}")
+                if cfg.train.max_minutes and progress and main:   # the bar's end (and ETA) follows the time budget
+                    spent = time.time() - t_start
+                    left = 60 * cfg.train.max_minutes - elapsed_before - spent
+                    done_here = engine.step - first_step
+                    if done_here > 0 and spent > 0:
+                        bar.total = min(total, engine.step + max(0, int(left * done_here / spent)))
+                        bar.refresh()
             if eval_every and engine.step % eval_every == 0 and engine.step < total:
                 run_eval()
                 checkpoint()
