@@ -247,6 +247,8 @@ PUZZLE = "...3.82...9..4718.8.5....374592.6318128.9.476..7....52.31.65..4..243..
     (("solve", "sudoku", "nonexistent.txt"), "nonexistent.txt: no such file"),
     (("solve", "sudoku", "BINARY"), "not a text file (not UTF-8)"),
     (("solve", "sudoku", "DIR"), "is a directory"),
+    (("solve", "maze", "BINARY"), "not a text file (not UTF-8)"),
+    (("solve", "maze", "nonexistent.txt"), "nonexistent.txt: no such file"),
     (("solve", "sudoku", PUZZLE, "--rollouts", "0"), "rollouts must be an integer >= 1"),
     (("solve", "sudoku", PUZZLE, "--noise", "-1"), "noise must be >= 0"),
     (("solve", "sudoku", PUZZLE, "--max-steps", "0"), "max_steps must be a positive integer"),

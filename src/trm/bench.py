@@ -89,9 +89,8 @@ def step_flops(m, training: bool) -> int:
 # Machine
 
 def _sync(device) -> None:
-    import torch
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
+    from trm.runtime import synchronize
+    synchronize(device)
 
 
 # A dtype whose matrix products run this many times slower than the best one is not timed.

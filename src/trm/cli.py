@@ -9,7 +9,6 @@ import argparse
 import importlib
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -212,6 +211,10 @@ def _cmd_solve(args) -> None:
         from trm.data.sudoku import parse_sudoku
         args.puzzle = _puzzle_text(args.puzzle, "a Sudoku: 81 characters ('.' or '0' blank) or a file")
         parse_sudoku(args.puzzle)
+    elif args.task == "maze":
+        from trm.data.maze import parse_maze
+        args.where, args.puzzle = args.puzzle, _maze_text(args.puzzle)
+        parse_maze(args.puzzle)
     for out in (args.png, args.gif):
         if out:
             _check_output_path(out)
@@ -261,21 +264,19 @@ def _check_output_path(path: str) -> None:
 
 
 def _puzzle_text(arg: str, what: str) -> str:
-    """The puzzle itself, the content of a file, or standard input (``-``); a missing file is said so."""
+    """The puzzle itself, the content of a file (:func:`trm.solve.read_puzzle_text`), or standard input (``-``)."""
+    from trm.solve import read_puzzle_text
+    return sys.stdin.read() if arg == "-" else read_puzzle_text(arg, what)
+
+
+def _maze_text(src: str) -> str:
+    """A maze: its text (several lines), a text file, or standard input (``-``)."""
     from trm.errors import PuzzleError
-    if arg == "-":
-        return sys.stdin.read()
-    p = Path(arg)
-    if p.is_dir():
-        raise PuzzleError(f"{arg}: is a directory (give {what})")
-    if p.is_file():
-        try:
-            return p.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            raise PuzzleError(f"{arg}: not a text file (not UTF-8)") from None
-    if "/" in arg or re.search(r"\.[A-Za-z][A-Za-z0-9]*$", arg):     # a path, not puzzle text
-        raise PuzzleError(f"{arg}: no such file (give {what})")
-    return arg
+    what = "a maze text file: one line per row over '# SG', '#' wall, ' ' open, 'S' start, 'G' goal"
+    text = _puzzle_text(src, what)
+    if "\n" not in text.strip():
+        raise PuzzleError(f"{src}: no such file (give {what})")
+    return text
 
 
 def _solve_sudoku(solver, args) -> None:
@@ -322,14 +323,7 @@ def _solve_maze(solver, args) -> None:
 
     from trm.data.maze import OPEN, PATH, check_path, format_maze, parse_maze
     from trm.errors import PuzzleError
-    src = args.puzzle
-    if "\n" in src:
-        text, where = src, "the maze"
-    elif os.path.isfile(src):
-        text, where = Path(src).read_text(), src
-    else:
-        raise PuzzleError(f"{src}: no such file (give a maze text file: one line per row over '# SG', "
-                          "'#' wall, ' ' open, 'S' start, 'G' goal)")
+    text, where = args.puzzle, getattr(args, "where", "the maze")     # read by _cmd_solve
     grid = parse_maze(text)
     if (grid == PATH).any():
         print("note: the path drawn in the maze ('o') was cleared; the model finds its own", file=sys.stderr)

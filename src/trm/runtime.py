@@ -173,10 +173,10 @@ def calibrate(device: torch.device, shape: tuple[int, int, int] = (256, 256, 512
         for name, (a, b) in operands.items():
             if calls[name] >= 2 and best[name] > budget_s / 4:
                 continue
-            _sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             a @ b
-            _sync(device)
+            synchronize(device)
             dt_s = time.perf_counter() - t0
             spent += dt_s
             best[name] = min(best[name], dt_s)
@@ -188,7 +188,9 @@ def calibrate(device: torch.device, shape: tuple[int, int, int] = (256, 256, 512
     return cal
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (CUDA, MPS); nothing on the CPU. For timing."""
+    device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":

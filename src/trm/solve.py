@@ -27,7 +27,7 @@ that breaks a rule: such a row keeps refining until its answer passes or it reac
 
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -112,7 +112,7 @@ class TRM:
         """One puzzle -> [S] input tokens. Sudoku: text or an NxN board (0 blank); maze: text or an HxW
         token grid. A malformed puzzle or one of the wrong size for this model raises PuzzleError."""
         S = self.seq_len
-        puzzle = _read_if_file(puzzle)
+        puzzle = read_puzzle_text(puzzle)
         if self.task == "sudoku":
             from trm.data.sudoku import encode_board, parse_sudoku, to_line
             side = int(round(S ** 0.5))
@@ -435,14 +435,24 @@ def first_rollouts(rows: dict[str, np.ndarray], K: int, k: int) -> dict[str, np.
     return {name: (a[keep] if a is not None else None) for name, a in rows.items()}
 
 
-def _read_if_file(puzzle: Any) -> Any:
-    """A Path, or a short one-line string naming an existing file -> the file's text."""
-    if isinstance(puzzle, Path) or (isinstance(puzzle, str) and "\n" not in puzzle and 0 < len(puzzle) < 4096
-                                    and os.path.isfile(puzzle)):
+def read_puzzle_text(puzzle: Any, what: str = "a puzzle or a file holding one") -> Any:
+    """A Path, or a one-line string naming a file -> the file's text; puzzle text and arrays unchanged.
+    A directory, an unreadable or non-UTF-8 file, or a string that looks like a path (a ``/`` or a file
+    extension) but names no file -> PuzzleError."""
+    if not (isinstance(puzzle, Path) or (isinstance(puzzle, str) and "\n" not in puzzle and 0 < len(puzzle) < 4096)):
+        return puzzle
+    p = Path(puzzle)
+    if p.is_dir():
+        raise PuzzleError(f"{puzzle}: is a directory (give {what})")
+    if p.is_file():
         try:
-            return Path(puzzle).read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise PuzzleError(f"{puzzle}: cannot read the puzzle file ({e})") from None
+            return p.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise PuzzleError(f"{puzzle}: not a text file (not UTF-8)") from None
+        except OSError as e:
+            raise PuzzleError(f"{puzzle}: cannot read the puzzle file ({e.strerror or e})") from None
+    if isinstance(puzzle, Path) or "/" in puzzle or re.search(r"\.[A-Za-z][A-Za-z0-9]*$", puzzle):
+        raise PuzzleError(f"{puzzle}: no such file (give {what})")
     return puzzle
 
 

@@ -62,6 +62,7 @@ class RecursiveReasoner(nn.Module):
         D, P = cfg.hidden_size, cfg.puzzle_emb_len
         self.total_len = cfg.seq_len + P
         self.embed_scale = math.sqrt(D)
+        self._auto_dtype: tuple[torch.device, torch.dtype] | None = None   # forward_dtype=auto, resolved
 
         self.embed_tokens = nn.Parameter(trunc_normal_(torch.empty(cfg.vocab_size, D), std=1.0 / math.sqrt(D)))
         self.puzzle_emb = PuzzleEmbedding(max(cfg.num_puzzle_ids, 1), cfg.puzzle_emb_dim) if cfg.puzzle_emb_dim else None
@@ -91,10 +92,13 @@ class RecursiveReasoner(nn.Module):
         """The compute dtype: ``cfg.forward_dtype``, with ``auto`` resolved for the device of the weights
         (:func:`trm.runtime.resolve_precision`, measured once per process)."""
         name = self.cfg.forward_dtype
-        if name == "auto":
-            name = resolve_precision("auto", self.embed_tokens.device, hidden_size=self.cfg.hidden_size,
-                                     seq_len=self.cfg.seq_len).dtype
-        return TORCH_DTYPES[name]
+        if name != "auto":
+            return TORCH_DTYPES[name]
+        device = self.embed_tokens.device              # several reads per step: resolve once per device
+        if self._auto_dtype is None or self._auto_dtype[0] != device:
+            p = resolve_precision("auto", device, hidden_size=self.cfg.hidden_size, seq_len=self.cfg.seq_len)
+            self._auto_dtype = (device, p.torch_dtype)
+        return self._auto_dtype[1]
 
     @property
     def f_y(self) -> Network:
