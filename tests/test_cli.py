@@ -121,3 +121,24 @@ def test_a_malicious_pickle_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="refused|corrupt"):
         load_checkpoint(path)
     assert not os.path.exists("/tmp/trm-pwned")
+
+
+def test_every_option_of_every_command_is_described():
+    """`trm <command> --help` (and `trm data <kind> --help`) describes each option, choices listed."""
+    import argparse
+
+    from trm.cli import build_parser
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    yield from walk(child, f"{path} {name}")
+            elif action.dest != "help":
+                yield path, action
+
+    undescribed = [f"{path} {(a.option_strings or [a.dest])[-1]}" for path, a in walk(build_parser(), "trm") if not a.help]
+    assert undescribed == []
+    maze = next(c for p, c in walk(build_parser(), "trm") if p == "trm data maze" and c.dest == "wall_density")
+    from trm.data.maze import DEFAULT_WALL_DENSITY
+    assert f"(default {DEFAULT_WALL_DENSITY})" in maze.help

