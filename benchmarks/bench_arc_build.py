@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trm.data.arc import build_arc_dataset, load_arc, load_conceptarc
+from trm.tasks.arc.data import build_arc_dataset, load_arc, load_conceptarc
 from trm.data.format import load_identifiers, load_set, read_metadata
 
 
@@ -44,7 +44,7 @@ def _du(path: Path) -> int:
 def _score(out: Path) -> dict:
     from types import SimpleNamespace
 
-    from trm.eval.arc import score_arc_predictions
+    from trm.tasks.arc.scoring import score_arc_predictions
     ps = load_set(out / "test", mmap=True)
     preds = np.asarray(ps.labels)
     halt = np.random.default_rng(0).random(len(preds))

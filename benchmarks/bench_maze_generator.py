@@ -11,7 +11,7 @@ import json
 import os
 import time
 
-from trm.data import maze
+from trm.tasks.maze import data as maze
 
 
 def bench(n: int, size: int, min_path: int, workers: int, seed: int, wall_density: float) -> dict:

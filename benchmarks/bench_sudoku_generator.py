@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from trm.data import sudoku as sd
+from trm.tasks.sudoku import data as sd
 
 INKALA = "8..........36......7..9.2...5...7.......457.....1...3...1....68..85...1..9....4.."
 

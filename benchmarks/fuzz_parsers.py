@@ -241,7 +241,7 @@ def run_target(name: str, make: Callable[[Path, random.Random], tuple[Callable, 
 # ------------------------------------------------------------------------------------------ targets
 
 def target_sudoku(work: Path, rng: random.Random):
-    from trm.data.sudoku import format_sudoku, generate_puzzle, parse_sudoku, to_line
+    from trm.tasks.sudoku.data import format_sudoku, generate_puzzle, parse_sudoku, to_line
     seeds = []
     for size in (4, 9):
         p, s, _ = generate_puzzle(rng.randrange(1 << 30), size=size)
@@ -265,7 +265,7 @@ def target_sudoku(work: Path, rng: random.Random):
 
 
 def target_maze(work: Path, rng: random.Random):
-    from trm.data.maze import format_maze, generate_maze, parse_maze
+    from trm.tasks.maze.data import format_maze, generate_maze, parse_maze
     seeds = []
     for size in (4, 6, (5, 8)):
         x, y = generate_maze(np.random.default_rng(rng.randrange(1 << 30)), size=size, min_path=2)
@@ -297,7 +297,7 @@ def _arc_seed_tasks(rng: random.Random) -> list[dict]:
 
 
 def target_arc(work: Path, rng: random.Random):
-    from trm.data.arc import load_conceptarc, validate_task
+    from trm.tasks.arc.data import load_conceptarc, validate_task
     seeds = _arc_seed_tasks(rng)
     path = work / "tasks.json"
 
@@ -342,7 +342,7 @@ def _csv_target(work: Path, rng: random.Random, text: str, read: Callable[[Path,
 
 
 def target_sudoku_csv(work: Path, rng: random.Random):
-    from trm.data.sudoku import generate_puzzle, read_sudoku_csv, to_line
+    from trm.tasks.sudoku.data import generate_puzzle, read_sudoku_csv, to_line
     rows = ["source,question,answer,rating"]
     for size in (9, 9, 4):
         p, s, rating = generate_puzzle(rng.randrange(1 << 30), size=size)
@@ -356,7 +356,7 @@ def target_sudoku_csv(work: Path, rng: random.Random):
 
 
 def target_maze_csv(work: Path, rng: random.Random):
-    from trm.data.maze import decode, generate_maze, read_maze_csv
+    from trm.tasks.maze.data import decode, generate_maze, read_maze_csv
     rows = ["source,question,answer,rating"]
     for _ in range(3):
         x, y = generate_maze(np.random.default_rng(rng.randrange(1 << 30)), size=5, min_path=3)
@@ -415,7 +415,7 @@ def target_config(work: Path, rng: random.Random):
 
 
 def _tiny_dataset(path: Path) -> Path:
-    from trm.data.sudoku import build_sudoku_dataset
+    from trm.tasks.sudoku.data import build_sudoku_dataset
     return build_sudoku_dataset(path, size=4, train_size=4, num_aug=2, test_size=2, seed=0, workers=1,
                                 progress=False)
 

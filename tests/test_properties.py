@@ -15,7 +15,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from trm.config import Config, apply_overrides, config_from_dict
-from trm.data import arc, dihedral, maze, sudoku
+from trm.data import dihedral
+from trm.tasks.arc import data as arc
+from trm.tasks.maze import data as maze
+from trm.tasks.sudoku import data as sudoku
 from trm.data.format import (DatasetMetadata, PuzzleSet, PuzzleSetBuilder, load_identifiers, load_set,
                              read_metadata, validate_set, write_dataset)
 from trm.errors import ConfigError, DatasetError, PuzzleError
@@ -292,7 +295,7 @@ def test_dataset_write_load_round_trip(ps_meta):
     ids = ["<blank>"] + [f"p{i}" for i in range(1, meta.num_puzzle_identifiers)]
     with tempfile.TemporaryDirectory() as tmp:
         out = write_dataset(Path(tmp) / "d", {"train": (meta, {"all": ps})}, ids)
-        from trm.data.format import infer_task
+        from trm.tasks import infer_task
         inferred = meta.task or infer_task(meta.vocab_size, meta.seq_len)   # a dataset.json without a task
         assert read_metadata(out / "train") == dataclasses.replace(meta, task=inferred)
         assert load_identifiers(out) == ids

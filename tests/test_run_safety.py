@@ -281,7 +281,7 @@ def test_solve_reads_standard_input():
 
 
 def test_a_sudoku_csv_with_a_byte_order_mark_is_read(tmp_path):
-    from trm.data.sudoku import read_sudoku_csv
+    from trm.tasks.sudoku.data import read_sudoku_csv
     csv = tmp_path / "train.csv"
     solution = "716358249293647185845912637459276318128593476367184952931765824582439761674821593"
     row = f"src,{PUZZLE},{solution},0\n"

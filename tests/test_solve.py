@@ -321,7 +321,7 @@ TASK = {"train": [{"input": [[1, 0], [0, 2]], "output": [[2, 0], [0, 1]]},
 
 
 def test_adaptation_fits_only_the_new_rows():
-    from trm.solve_arc import adapt, parse_task
+    from trm.tasks.arc.solve import adapt, parse_task
     s = arc_solver()
     before = {k: v.clone() for k, v in s.model.state_dict().items()}
     table = s.model.puzzle_emb
@@ -360,14 +360,14 @@ def test_arc_solve_votes_over_versions(tmp_path):
     ([], "no ARC tasks given"),
 ])
 def test_malformed_arc_tasks_are_named(task, message):
-    from trm.solve_arc import read_tasks
+    from trm.tasks.arc.solve import read_tasks
     with pytest.raises(PuzzleError) as e:
         read_tasks(task)
     assert message in str(e.value)
 
 
 def test_arc_model_checks(solver, tmp_path):
-    from trm.solve_arc import solve_tasks
+    from trm.tasks.arc.solve import solve_tasks
     with pytest.raises(CheckpointError, match="not an ARC model"):
         solve_tasks(solver, TASK)
     bad = tmp_path / "bad.json"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trm.data import sudoku as sd
+from trm.tasks.sudoku import data as sd
 from trm.data.format import load_identifiers, load_set, read_metadata
 from trm.errors import DatasetError, PuzzleError
 

@@ -9,7 +9,7 @@ import torch
 from trm import ablate
 from trm.config import list_presets, load_config
 from trm.data.format import load_set, read_metadata
-from trm.data.sudoku import build_sudoku_dataset
+from trm.tasks.sudoku.data import build_sudoku_dataset
 from trm.model.recursive import RecursiveReasoner
 from trm.train.engine import Engine
 from trm.train.loop import fill_model_dims

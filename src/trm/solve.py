@@ -27,7 +27,6 @@ that breaks a rule: such a row keeps refining until its answer passes or it reac
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -39,6 +38,7 @@ from trm.config import Config, config_from_dict
 from trm.errors import CheckpointError, ConfigError, PuzzleError
 from trm.runtime import Precision, resolve_device, resolve_precision, resolve_trained_precision
 from trm.model.recursive import RecursiveReasoner
+from trm.tasks.base import Task, read_puzzle_text
 
 NOISE_ON = ("z", "y", "yz")
 NOISE_AT = ("start", "every", "both")
@@ -107,77 +107,25 @@ class TRM:
         config = {"trm_version": __version__, "config": saved, "data": self.data}
         return export_weights(out_dir, self.model.state_dict(), config)
 
-    # -- encoding -------------------------------------------------------------------------------
+    # -- encoding (the task's own rules: trm.tasks) ------------------------------------------------
+    @property
+    def task_spec(self) -> Task:
+        """The :class:`~trm.tasks.base.Task` this model solves (a generic token task when unknown)."""
+        from trm.tasks import REGISTRY
+        return REGISTRY.get(self.task) or Task()
+
     def encode(self, puzzle: Any) -> np.ndarray:
-        """One puzzle -> [S] input tokens. Sudoku: text or an NxN board (0 blank); maze: text or an HxW
-        token grid. A malformed puzzle or one of the wrong size for this model raises PuzzleError."""
-        S = self.seq_len
-        puzzle = read_puzzle_text(puzzle)
-        if self.task == "sudoku":
-            from trm.data.sudoku import encode_board, parse_sudoku, to_line
-            side = int(round(S ** 0.5))
-            if isinstance(puzzle, str):
-                board = parse_sudoku(puzzle)
-            else:
-                arr = np.asarray(puzzle)
-                square = arr.ndim == 1 or (arr.ndim == 2 and arr.shape[0] == arr.shape[1])
-                if arr.dtype.kind not in "iu" or not square:
-                    raise PuzzleError(f"a Sudoku board must be a string or an NxN array of integers 0..N, got "
-                                      f"{arr.dtype} array of shape {arr.shape}")
-                board = parse_sudoku(to_line(arr))   # checks values and contradictory givens
-            if board.size != S:
-                raise PuzzleError(f"this model solves {side}x{side} Sudoku ({S} cells); the puzzle is "
-                                  f"{board.shape[0]}x{board.shape[1]} ({board.size} cells)")
-            return encode_board(board).reshape(S)
-        if self.task == "maze":
-            from trm.data.maze import parse_maze
-            h, w = self._grid_shape()
-            if isinstance(puzzle, str):
-                grid = parse_maze(puzzle, allow_path=False)
-            else:
-                grid = np.asarray(puzzle)
-                if grid.dtype.kind not in "iu" or grid.ndim != 2:
-                    raise PuzzleError(f"a maze must be text or an HxW array of tokens 1..4, got {grid.dtype} "
-                                      f"array of shape {grid.shape}")
-                if grid.size and (grid.min() < 1 or grid.max() > 4):
-                    raise PuzzleError(f"maze tokens must lie in 1..4 (wall, open, S, G), found "
-                                      f"{grid.min()}..{grid.max()}")
-            if grid.shape != (h, w):
-                raise PuzzleError(f"this model solves {h}x{w} mazes; the maze is {grid.shape[0]}x{grid.shape[1]}")
-            for tok, name in ((3, "start 'S'"), (4, "goal 'G'")):
-                if int((grid == tok).sum()) != 1:
-                    raise PuzzleError(f"the maze needs exactly one {name}, found {int((grid == tok).sum())}")
-            return grid.reshape(S).astype(np.uint8)
-        raise PuzzleError(f"cannot encode a puzzle for task {self.task!r}; pass token rows to solve_tokens()")
+        """One puzzle -> [S] input tokens (Sudoku: text or an NxN board, 0 blank; maze: text or an HxW
+        token grid). A malformed puzzle or one of the wrong size for this model raises PuzzleError."""
+        return self.task_spec.encode(read_puzzle_text(puzzle), self)
 
     def decode(self, tokens: np.ndarray) -> Any:
-        if self.task == "sudoku":
-            from trm.data.sudoku import decode_tokens
-            side = int(round(tokens.size ** 0.5))
-            return decode_tokens(tokens, side).reshape(side, side)
-        if self.task == "maze":
-            return tokens.reshape(self._grid_shape())
-        return tokens
-
-    def _grid_shape(self) -> tuple[int, int]:
-        shape = self.data.get("grid_shape")
-        if shape:
-            return int(shape[0]), int(shape[1])
-        side = int(round(self.seq_len ** 0.5))
-        return side, self.seq_len // side
+        return self.task_spec.decode(tokens, self)
 
     def check(self, inputs: np.ndarray, answers: np.ndarray) -> np.ndarray | None:
         """Per row: does the answer pass the task's rules (Sudoku: complete, valid, keeps the givens; maze:
         a shortest S-to-G path)? None for tasks without a cheap check (ARC)."""
-        inputs, answers = np.asarray(inputs), np.asarray(answers)
-        if self.task == "sudoku":
-            from trm.data.sudoku import decode_tokens, valid_solutions
-            side = int(round(self.seq_len ** 0.5))
-            return valid_solutions(decode_tokens(inputs, side), decode_tokens(answers, side))
-        if self.task == "maze":
-            from trm.data.maze import score_mazes
-            return score_mazes(inputs, answers, shape=self._grid_shape())["valid_shortest"]
-        return None
+        return self.task_spec.check(np.asarray(inputs), np.asarray(answers), self)
 
     # -- inference ------------------------------------------------------------------------------
     def solve(self, puzzles: Any | Sequence[Any], *, halting: str = "fixed", max_steps: int | None = None,
@@ -185,22 +133,22 @@ class TRM:
               halt_threshold: float = 0.5, rollouts: int = 1, noise: float = 0.0, noise_on: str = "z",
               noise_at: str = "both", select: str = "halt", reject_invalid: bool = True,
               stop_on_valid: bool = False, require_valid: bool = False, seed: int = 0,
-              **arc_options: Any) -> SolveResult:
+              **task_options: Any) -> SolveResult:
         """Solve one puzzle or a batch (Sudoku strings or boards, maze text or token grids, ARC tasks).
 
         Returns answers, supervision steps used, halting probabilities and, with ``trace=True``, the
         answer and halting probability after every step. Options: see the module docstring. An ARC
-        model takes task dicts or task JSON paths (see :func:`trm.solve_arc.solve_tasks`, which receives
-        ``arc_options`` such as ``versions`` and ``adapt_steps``).
+        model takes task dicts or task JSON paths (see :func:`trm.tasks.arc.solve.solve_tasks`, which receives
+        ``task_options`` such as ``versions`` and ``adapt_steps``).
         """
-        if self.task == "arc":
-            from trm.solve_arc import solve_tasks
-            return solve_tasks(self, puzzles, halting=halting, max_steps=max_steps, trace=trace,
-                               batch_size=batch_size, halt_threshold=halt_threshold, rollouts=rollouts,
-                               noise=noise, noise_on=noise_on, noise_at=noise_at, select=select, seed=seed,
-                               **arc_options)
-        if arc_options:
-            raise TypeError(f"unexpected options for a {self.task} model: {sorted(arc_options)}")
+        special = self.task_spec.solve(self, puzzles, halting=halting, max_steps=max_steps, trace=trace,
+                                       batch_size=batch_size, halt_threshold=halt_threshold, rollouts=rollouts,
+                                       noise=noise, noise_on=noise_on, noise_at=noise_at, select=select, seed=seed,
+                                       **task_options)
+        if special is not None:
+            return special
+        if task_options:
+            raise TypeError(f"unexpected options for a {self.task} model: {sorted(task_options)}")
         items = self._as_items(puzzles)
         tokens = np.stack([self._encode_item(p, i, len(items)) for i, p in enumerate(items)])
         res = self.solve_tokens(tokens, puzzle_ids=puzzle_ids, halting=halting, max_steps=max_steps,
@@ -435,30 +383,9 @@ def first_rollouts(rows: dict[str, np.ndarray], K: int, k: int) -> dict[str, np.
     return {name: (a[keep] if a is not None else None) for name, a in rows.items()}
 
 
-def read_puzzle_text(puzzle: Any, what: str = "a puzzle or a file holding one") -> Any:
-    """A Path, or a one-line string naming a file -> the file's text; puzzle text and arrays unchanged.
-    A directory, an unreadable or non-UTF-8 file, or a string that looks like a path (a ``/`` or a file
-    extension) but names no file -> PuzzleError."""
-    if not (isinstance(puzzle, Path) or (isinstance(puzzle, str) and "\n" not in puzzle and 0 < len(puzzle) < 4096)):
-        return puzzle
-    p = Path(puzzle)
-    if p.is_dir():
-        raise PuzzleError(f"{puzzle}: is a directory (give {what})")
-    if p.is_file():
-        try:
-            return p.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError:
-            raise PuzzleError(f"{puzzle}: not a text file (not UTF-8)") from None
-        except OSError as e:
-            raise PuzzleError(f"{puzzle}: cannot read the puzzle file ({e.strerror or e})") from None
-    if isinstance(puzzle, Path) or "/" in puzzle or re.search(r"\.[A-Za-z][A-Za-z0-9]*$", puzzle):
-        raise PuzzleError(f"{puzzle}: no such file (give {what})")
-    return puzzle
-
-
 def _guess_task(vocab: int, seq_len: int) -> str:
     """The task from the model's vocabulary and length when the checkpoint does not say."""
-    from trm.data.format import infer_task
+    from trm.tasks import infer_task
     return infer_task(vocab, seq_len)
 
 

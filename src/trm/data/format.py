@@ -300,20 +300,9 @@ def read_metadata(split_dir: str | Path) -> DatasetMetadata:
     _check_metadata(raw, path)
     meta = DatasetMetadata(**{k: v for k, v in raw.items() if k in known})
     if not meta.task:               # the official builders do not name the task: tell it from the data
+        from trm.tasks import infer_task
         meta.task = infer_task(meta.vocab_size, meta.seq_len)
     return meta
-
-
-def infer_task(vocab: int, seq_len: int) -> str:
-    """The task from the vocabulary and sequence length (the official layouts), or "" when they name
-    none: Sudoku 9x9 (11, 81) and 4x4 (6, 16), ARC (12, 900), maze (6, any other square length)."""
-    if (vocab, seq_len) in ((11, 81), (6, 16)):
-        return "sudoku"
-    if (vocab, seq_len) == (12, 900):
-        return "arc"
-    if vocab == 6 and round(seq_len ** 0.5) ** 2 == seq_len:
-        return "maze"
-    return ""
 
 
 def _load_array(path: Path, mmap: bool) -> np.ndarray:

@@ -5,7 +5,9 @@ The engine knows nothing of Sudoku, Maze or ARC: it sees token arrays, labels an
 
 Distributed runs keep one *global* view of the slots: every rank holds the same data stream, the
 halted masks are all-gathered, and the refill is assigned in global slot order, so N ranks train
-exactly like one process on the same global batch (each rank computes its own slice).
+exactly like one process on the same global batch (each rank computes its own slice). The network's
+gradients are averaged by DistributedDataParallel; the puzzle table is a buffer that DDP ignores, and
+:class:`SignSGD` all-gathers its rows itself.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from trm.config import Config
+from trm.config import Config, ModelConfig
 from trm.data.format import PuzzleSet
 from trm.data.sampler import ExampleStream
 from trm.errors import NumericalError
@@ -32,6 +34,15 @@ def to_labels(labels: np.ndarray, ignore_label_id: int | None) -> torch.Tensor:
     if ignore_label_id is not None:
         t[t == ignore_label_id] = IGNORE_INDEX
     return t
+
+
+def has_unused_params(m: ModelConfig) -> bool:
+    """Whether some parameter never gets a gradient (DDP must then look for unused ones at every step):
+    with n = 0 latent updates (``latents="yz"``) x never reaches y; a separate f_y never runs with
+    ``latents="z"``, a separate f_z never under direct prediction."""
+    if m.recursion == "recursive" and m.latents == "yz" and m.n == 0:
+        return True
+    return m.separate_nets and (m.latents == "z" or m.recursion == "direct")
 
 
 @dataclass
@@ -92,9 +103,18 @@ class Engine:
         if t.compile:   # the networks only (in place: same module, same state_dict keys); the puzzle
             for net in {model.f_z, model.f_y}:   # embedding makes a leaf tensor and stays eager
                 net.compile()
-        self.forward = model
+        self.forward = model if self.world == 1 else self._wrap_ddp(model)
         self.carry = self._empty_carry()
         self.skipped_steps = 0
+
+    @staticmethod
+    def _wrap_ddp(model: RecursiveReasoner) -> torch.nn.parallel.DistributedDataParallel:
+        """DDP over the network's parameters only. Its buffers are left out: the init vectors and rotary
+        tables are equal on every rank by construction (same seed), and the puzzle table is updated
+        identically on every rank by SignSGD, so broadcasting them (at start, or every forward) is waste."""
+        DDP = torch.nn.parallel.DistributedDataParallel
+        DDP._set_params_and_buffers_to_ignore_for_model(model, [n for n, _ in model.named_buffers()])
+        return DDP(model, find_unused_parameters=has_unused_params(model.cfg))
 
     # ------------------------------------------------------------------------------------------
     def _empty_carry(self) -> Carry:
@@ -167,8 +187,8 @@ class Engine:
             target = q_learning_target(nxt.q_halt, nxt.q_continue, is_last)
             cont_loss = halting_bce(out.q_continue, target)
         total = lm_loss.float() + cfg.train.halt_loss_weight * (halt_loss + cont_loss)
-        (total / self.global_batch).backward()
-        self._all_reduce_grads()
+        # Mean over this rank's slots; DDP averages over the ranks: the mean over the global batch.
+        (total / self.local_batch).backward()
 
         terms = {"lm_loss": lm_loss, "halt_loss": halt_loss, "continue_loss": cont_loss}
         if not self._finite(terms):
@@ -197,22 +217,12 @@ class Engine:
         self.step += 1
         return metrics
 
-    def _all_reduce_grads(self) -> None:
-        if self.world == 1:
-            return
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
-
     def _finite(self, terms: dict[str, torch.Tensor]) -> bool:
         """Check losses and gradients; stop (NumericalError) or skip the step, per train.nan_policy."""
         checks = {k: v.detach().float().reshape(1) for k, v in terms.items()}
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        checks["grad_norm"] = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])).reshape(1) if grads else torch.zeros(1)
+        norms = [torch.linalg.vector_norm(g.float()) for g in grads]
+        checks["grad_norm"] = torch.linalg.vector_norm(torch.stack(norms)).reshape(1) if grads else torch.zeros(1)
         flags = torch.isfinite(torch.cat(list(checks.values()))).cpu()
         if bool(flags.all()):
             self._last_grad_norm = checks["grad_norm"]

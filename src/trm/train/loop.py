@@ -29,6 +29,8 @@ from trm.model.recursive import RecursiveReasoner
 from trm import runtime
 from trm.train.checkpoint import (atomic_write_text, export_weights, load_checkpoint, remove_stale_temporaries,
                                   save_checkpoint)
+from trm.tasks import TASKS
+from trm.tasks import get as get_task
 from trm.train.engine import Engine
 
 
@@ -386,7 +388,7 @@ def _train(cfg: Config, rt: runtime.Runtime, run: Path, state: dict | None, stop
     fill_model_dims(cfg, data.train_meta)
     if not data.test_meta.task:
         raise DatasetError(f"{data.path}: cannot tell the task from vocab {data.test_meta.vocab_size} / seq_len "
-                           f"{data.test_meta.seq_len}; add \"task\": \"sudoku\", \"maze\" or \"arc\" to its "
+                           f"{data.test_meta.seq_len}; add \"task\" (one of {', '.join(TASKS)}) to its "
                            "dataset.json files")
     if data.test_meta.num_puzzle_identifiers > cfg.model.num_puzzle_ids:
         raise DatasetError("test split uses more puzzle identifiers than the train split")
@@ -424,8 +426,7 @@ def _train(cfg: Config, rt: runtime.Runtime, run: Path, state: dict | None, stop
                            batch_size=cfg.eval.batch_size or min(cfg.train.global_batch_size, 512),
                            halting=cfg.eval.halting, max_examples=cfg.eval.max_examples, device=device,
                            progress=progress and main, shard=(rank, world_size))
-        from trm.tasks import task_metrics
-        extra = task_metrics(data.test_meta.task, data.test, res, data.path)
+        extra = get_task(data.test_meta.task).metrics(data.test, res, data.path)
         values = {f"eval/{k}": v for k, v in {**res.metrics, **extra}.items()}
         logger.log(engine.step, values)
         if main:
@@ -495,8 +496,9 @@ def _finish(cfg: Config, run: Path, engine: Engine, model: RecursiveReasoner, da
         with ctx:
             export_weights(run / "model", model.state_dict(), export_config(cfg, data.train_meta))
             pictures = draw_run_pictures(run, model, data.test, data.test_meta, res, cfg.eval.report_puzzles)
-        if data.test_meta.task == "arc":
-            from trm.eval.arc import arc_submission, write_submission
-            write_submission(run / "submission.json", arc_submission(data.test, res, data.path))
+        task = get_task(data.test_meta.task)
+        if task.submission:
+            from trm.tasks.arc.scoring import write_submission
+            write_submission(run / "submission.json", task.make_submission(data.test, res, data.path))
         write_report(run, final_metrics=final, exact_by_step=res.exact_by_step, pictures=pictures)
         print(f"done: {run} (exact {final.get('eval/exact', 0):.4f}); weights in {run / 'model'}", flush=True)

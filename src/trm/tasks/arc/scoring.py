@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from trm.data.arc import CANVAS, COLOUR_OFFSET, VOCAB_SIZE, invert_augmentation, parse_version_name
+from trm.tasks.arc.data import CANVAS, COLOUR_OFFSET, VOCAB_SIZE, invert_augmentation, parse_version_name
 from trm.data.format import PuzzleSet, load_identifiers
 from trm.errors import DatasetError
 

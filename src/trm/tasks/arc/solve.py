@@ -11,7 +11,7 @@ training loss of one supervision step (answer cross-entropy + 0.5 x halting BCE,
 optimizer step per supervision step, the carry detached between steps). The optimizer is the training
 run's sparse sign-SGD (its lr and weight decay by default) or Adam. The test inputs of every version
 are then solved with the fitted rows, each answer is cropped, un-augmented and voted on with
-:class:`trm.eval.arc.ArcVoter` (votes, then mean halting probability). A task whose versions are in the
+:class:`trm.tasks.arc.scoring.ArcVoter` (votes, then mean halting probability). A task whose versions are in the
 checkpoint's own identifier table (its dataset is on disk) uses the trained rows instead
 (``adapt="auto"``).
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trm.data.arc import (CANVAS, SEP, VOCAB_SIZE, encode_versions, grid_array, parse_version_name,
+from trm.tasks.arc.data import (CANVAS, SEP, VOCAB_SIZE, encode_versions, grid_array, parse_version_name,
                           plan_versions, version_name)
 from trm.errors import CheckpointError, PuzzleError
 
@@ -292,7 +291,7 @@ def solve_tasks(solver, tasks: Any, *, halting: str = "fixed", max_steps: int | 
     ``adaptations``. ``tokens``, ``steps``, ``halt_probs`` and ``trace`` are those of the identity
     version; ``compute_steps`` counts the supervision steps over every version and rollout.
     """
-    from trm.eval.arc import ArcVoter, _key
+    from trm.tasks.arc.scoring import ArcVoter, _key
     from trm.solve import SolveResult
     _check_arc_model(solver)
     task_list = read_tasks(tasks)
@@ -366,9 +365,11 @@ def _grid_text(g: np.ndarray | None) -> str:
     return "\n".join("    " + "".join(str(int(v)) for v in row) for row in g)
 
 
-def solve_arc_cli(solver, args) -> None:
-    """``trm solve arc TASK.json``: adapt, predict, vote; print the top-2 attempts per test input."""
+def solve_arc_cli(solver, args) -> int:
+    """``trm solve arc TASK.json``: adapt, predict, vote; print the top-2 attempts per test input. Returns
+    the exit code: 3 when a known answer is not solved at pass@2."""
     from trm import viz
+    from trm.tasks.arc.pictures import draw_arc_task, refinement_frames
     steps = getattr(args, "adapt_steps", None)
     opts = dict(versions=getattr(args, "versions", None) or 32, adapt_steps=100 if steps is None else steps,
                 adapt_lr=getattr(args, "adapt_lr", None), seed=getattr(args, "seed", 0) or 0,
@@ -402,45 +403,13 @@ def solve_arc_cli(solver, args) -> None:
     if args.png:
         for t_i, task in enumerate(ex["tasks"]):
             preds = [ex["attempts"][i] or None for i, tid in enumerate(ex["task_id"]) if tid == task.task_id]
-            img = viz.draw_arc_task(task.to_dict(), preds)
+            img = draw_arc_task(task.to_dict(), preds)
             path = Path(args.png) if len(ex["tasks"]) == 1 else Path(args.png).with_name(
                 f"{Path(args.png).stem}-{task.task_id}{Path(args.png).suffix or '.png'}")
             viz.save_png(img, path)
             print(f"picture: {path}")
     if args.gif:
-        frames = arc_refinement_frames(res.trace[0], res.trace_halt[0], int(res.steps[0]))
+        frames = refinement_frames(res.trace[0], res.trace_halt[0], int(res.steps[0]))
         viz.refinement_gif(frames, args.gif)
         print(f"animation: {args.gif} (identity version of {ex['task_id'][0]} test 1)")
-    if known and not solved_all:
-        sys.exit(3)
-
-
-def arc_refinement_frames(trace: np.ndarray, halt: np.ndarray, steps: int | None = None, cell: int = 16) -> list:
-    """One picture per supervision step of an ARC answer (the cropped canvas), cells changed since the
-    previous step marked by a black-and-white outline (visible on every ARC colour), captioned with the
-    step, the halting probability and the number of changed cells."""
-    from PIL import ImageDraw
-
-    from trm import viz
-    from trm.eval.arc import crop
-    n = steps or len(trace)
-    frames, prev = [], None
-    for k in range(n):
-        g = crop(trace[k])
-        g = g if g is not None else np.zeros((1, 1), np.uint8)
-        img = viz.draw_arc(g, cell=cell)
-        note = ""
-        if prev is not None:
-            if prev.shape == g.shape:
-                changed = np.argwhere(prev != g)
-                draw = ImageDraw.Draw(img)
-                for r, c in changed:      # draw_arc: cell (r, c) spans [1 + c*cell, 1 + (c+1)*cell)
-                    x0, y0 = 1 + c * cell, 1 + r * cell
-                    draw.rectangle((x0, y0, x0 + cell - 1, y0 + cell - 1), outline=(0, 0, 0), width=3)
-                    draw.rectangle((x0 + 1, y0 + 1, x0 + cell - 2, y0 + cell - 2), outline=(255, 255, 255), width=1)
-                note = f"\n{len(changed)} cells changed"
-            else:
-                note = f"\nshape {prev.shape[0]}x{prev.shape[1]} -> {g.shape[0]}x{g.shape[1]}"
-        prev = g
-        frames.append(viz.refinement_strip([img], [f"step {k + 1}  halt p={float(halt[k]):.2f}{note}"]))
-    return frames
+    return 3 if known and not solved_all else 0

@@ -11,8 +11,8 @@ keeps only mazes whose shortest path is longer than ``min_path`` = 110 steps.
 
 The generator draws random walls, then finds far-apart S and G by a BFS double sweep (farthest cell A from
 a random open cell, then the farthest cell B from A) instead of random placement, which succeeds only about
-2 times in 75,000 at 30x30 (as reported). The drawn path is canonical (a function of x alone, see :func:`solve_maze`), so
-a model can reach 100% exact accuracy; mazes often have several shortest paths, which is why
+2 times in 75,000 at 30x30 (as reported). The drawn path is canonical (a function of x alone, see
+:func:`solve_maze`), so a model can reach 100% exact accuracy; mazes often have several shortest paths, which is why
 :func:`check_path` / :func:`score_mazes` also score "a valid path of optimal length".
 """
 
