@@ -196,7 +196,7 @@ def main(argv=None) -> None:
 
     from trm.data.format import load_set, read_metadata
     from trm.solve import load
-    from trm.train.checkpoint import atomic_write_text
+    from trm.io import atomic_write_text
     torch.manual_seed(0)
     model = load(args.checkpoint, device=args.device)
     data = Path(args.data or model.config.data.path)

@@ -492,7 +492,7 @@ def target_checkpoint(work: Path, rng: random.Random):
     from trm.config import load_config
     from trm.data.format import load_set, read_metadata
     from trm.solve import load
-    from trm.train.checkpoint import export_weights, load_checkpoint, read_export, save_checkpoint
+    from trm.io import export_weights, load_checkpoint, read_export, save_checkpoint
     from trm.train.engine import Engine
     from trm.train.loop import build_model, export_config, fill_model_dims
 

@@ -59,7 +59,7 @@ import json, os, time, torch
 from trm.bench import Case, case_config, synthetic_set
 from trm.model.recursive import RecursiveReasoner
 from trm.train.engine import Engine
-from trm.train.losses import IGNORE_INDEX, sequence_loss
+from trm.model.losses import IGNORE_INDEX, sequence_loss
 
 dev = torch.device(os.environ["TRM_CHECK_DEVICE"])
 B, STEPS, cuda = int(os.environ["TRM_CHECK_BATCH"]), int(os.environ["TRM_CHECK_STEPS"]), dev.type == "cuda"

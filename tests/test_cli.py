@@ -113,7 +113,7 @@ def test_a_malicious_pickle_is_refused(tmp_path):
     import os
 
     from trm.errors import CheckpointError
-    from trm.train.checkpoint import load_checkpoint
+    from trm.io import load_checkpoint
     path = tmp_path / "evil.pt"
     path.write_bytes(pickle.dumps({"engine": _Evil()}))
     if os.path.exists("/tmp/trm-pwned"):

@@ -262,7 +262,7 @@ def test_train_on_a_nearly_full_disk(can_mount, sudoku4_dir, tmp_path):
 def model_files(sudoku4_dir, tmp_path_factory) -> Path:
     """An exported model (model/) and a full-state checkpoint (checkpoints/last.pt) of a tiny 4x4 model."""
     from conftest import tiny_config
-    from trm.train.checkpoint import export_weights, save_checkpoint
+    from trm.io import export_weights, save_checkpoint
     from trm.train.engine import Engine
     from trm.train.loop import build_model, export_config, fill_model_dims
     cfg = tiny_config(sudoku4_dir)
@@ -346,7 +346,7 @@ def test_solve_with_a_broken_export_is_one_line(capsys, export_dir):
 
 
 def resave(ckpt: Path, fn) -> None:
-    from trm.train.checkpoint import load_checkpoint, save_checkpoint
+    from trm.io import load_checkpoint, save_checkpoint
     state = load_checkpoint(ckpt)
     fn(state)
     save_checkpoint(ckpt, state)
@@ -369,7 +369,7 @@ def test_a_checkpoint_that_contradicts_its_config_is_refused(ckpt, edit, message
 
 
 def test_checkpoint_corruption_is_caught_by_the_manifest(ckpt):
-    from trm.train.checkpoint import load_checkpoint
+    from trm.io import load_checkpoint
     raw = bytearray(ckpt.read_bytes())
     raw[len(raw) // 2] ^= 0x10
     ckpt.write_bytes(bytes(raw))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from trm.errors import ConfigError
-from trm.train.losses import (
+from trm.model.losses import (
     CROSS_ENTROPY,
     halting_bce,
     q_learning_target,

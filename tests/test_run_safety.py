@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from trm.errors import CheckpointError
-from trm.train.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
+from trm.io import load_checkpoint, remove_stale_temporaries, save_checkpoint
 
 ARGS = ["model.hidden_size=32", "model.puzzle_emb_dim=32", "model.num_heads=2", "model.mixer=mlp", "model.T=2",
         "model.n=2", "model.N_sup=4", "model.forward_dtype=float32", "train.global_batch_size=16", "train.lr=1e-3",
@@ -45,7 +45,7 @@ def _state(step: int, n: int = 1000) -> dict:
 
 def test_a_kill_between_the_manifest_and_the_file_rename_still_loads(tmp_path, monkeypatch):
     """The manifest is replaced first and accepts the file it replaces: the old file still loads."""
-    import trm.train.checkpoint as ck
+    import trm.io as ck
     path = tmp_path / "last.pt"
     save_checkpoint(path, _state(1))
     real_replace = os.replace
@@ -91,7 +91,7 @@ def test_a_full_disk_is_one_clear_error_and_the_previous_checkpoint_survives(tmp
     code = f"""
 import resource, sys, torch
 from trm.errors import CheckpointError
-from trm.train.checkpoint import save_checkpoint, load_checkpoint
+from trm.io import save_checkpoint, load_checkpoint
 p = {str(tmp_path / 'last.pt')!r}
 save_checkpoint(p, {{"engine": {{"step": 1, "w": torch.zeros(10)}}}})
 resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))

@@ -10,6 +10,7 @@ from PIL import Image
 
 from trm import viz
 from trm.errors import PuzzleError
+from trm.io import atomic_write_bytes
 from trm.tasks.arc import pictures as ap
 from trm.tasks.maze import pictures as mp
 from trm.tasks.sudoku import pictures as sp
@@ -396,5 +397,5 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        viz._atomic_write(out, broken)
+        atomic_write_bytes(out, broken)
     assert files_in(tmp_path) == ["x.png"] and out.read_bytes() == b"old"

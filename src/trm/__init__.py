@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+__all__ = ["TRM", "SolveResult", "__version__", "load"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from trm.solve import TRM, SolveResult

@@ -261,7 +261,7 @@ def train_variant(cfg: Config, progress: bool = True) -> tuple[Path, float, bool
 
     Returns (run dir, wall seconds of its training call(s), reused).
     """
-    from trm.train.checkpoint import atomic_write_text
+    from trm.io import atomic_write_text
     from trm.train.loop import run_dir_for, train
     run = run_dir_for(cfg)
     timing = run / "ablate-time.json"
@@ -373,7 +373,7 @@ def table_markdown(result: dict) -> str:
 
 def write_outputs(result: dict, out_dir: str | Path) -> None:
     from trm import viz
-    from trm.train.checkpoint import atomic_write_text
+    from trm.io import atomic_write_text
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "table.md", table_markdown(result))

@@ -557,10 +557,8 @@ def run(args) -> dict:
 
 
 def _write_json(path: Path, report: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, path)
+    from trm.io import atomic_write_text
+    atomic_write_text(path, json.dumps(report, indent=2))
 
 
 def main(argv: list[str] | None = None) -> None:

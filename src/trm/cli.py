@@ -41,7 +41,7 @@ def _cmd_data(args) -> None:
         build.update(_csv_source(args.source, args.csv_test))
     from trm.data.format import is_dataset_dir
     from trm.errors import DatasetError
-    from trm.train.checkpoint import atomic_write_text
+    from trm.io import atomic_write_text
     out, settings = Path(args.out), json.loads(json.dumps({k: v for k, v in build.items() if k != "workers"}))
     if is_dataset_dir(out):
         try:

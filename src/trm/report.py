@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from trm.errors import TRMError
-from trm.train.checkpoint import atomic_write_text
+from trm.io import atomic_write_text
 
 PICTURES = ("solved.png", "refinement.png")
 CAPTIONS = {

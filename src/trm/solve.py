@@ -101,7 +101,7 @@ class TRM:
         """Write ``model.safetensors`` (all weights and buffers) and ``config.json`` (the resolved config and
         the dataset facts a solver needs) into ``out_dir``; loadable with no training state."""
         from trm import __version__
-        from trm.train.checkpoint import export_weights
+        from trm.io import export_weights
         saved = self.config.to_dict()
         saved["model"]["forward_dtype"] = self.trained_dtype      # the training precision, not this session's
         config = {"trm_version": __version__, "config": saved, "data": self.data}
@@ -405,7 +405,7 @@ def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "tr
     :func:`trm.runtime.resolve_trained_precision`); ``auto`` takes the fastest on the device; ``bfloat16``
     or ``float32`` force one. ``TRM.precision`` says which was used and why, ``TRM.trained_dtype`` the
     training one."""
-    from trm.train.checkpoint import load_checkpoint, read_export
+    from trm.io import load_checkpoint, read_export
     path = Path(path)
     device = resolve_device(device)
     if not path.exists():

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from trm.errors import PuzzleError
+from trm.io import atomic_write_bytes
 
 RGB = tuple[int, int, int]
 
@@ -39,27 +39,11 @@ THIN_LINE: RGB = (170, 170, 170)
 # Files
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call write(tmp) on a temp file next to path, then os.replace it onto path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name (not mkstemp, whose 0600 mode would stick to the final file).
-    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
-
-
 def save_png(img: Image.Image, path: str | os.PathLike) -> Path:
     """Save a PIL image as PNG, atomically."""
     if not isinstance(img, Image.Image):
         raise TypeError(f"save_png needs a PIL image, got {type(img).__name__}")
-    return _atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+    return atomic_write_bytes(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,7 +237,7 @@ def refinement_gif(frames: Sequence[Image.Image], path: str | os.PathLike, durat
         im = Image.new("RGB", (w, h), WHITE)
         im.paste(f.convert("RGB"), ((w - f.width) // 2, (h - f.height) // 2))
         canvas.append(im)
-    return _atomic_write(path, lambda tmp: canvas[0].save(
+    return atomic_write_bytes(path, lambda tmp: canvas[0].save(
         tmp, format="GIF", save_all=True, append_images=canvas[1:], duration=int(duration_ms), loop=0))
 
 
@@ -286,7 +270,7 @@ def _figure(figsize: tuple[float, float]) -> Any:
 
 
 def _save_fig(fig: Any, out_png: str | os.PathLike) -> Path:
-    return _atomic_write(out_png, lambda tmp: fig.savefig(tmp, format="png"))
+    return atomic_write_bytes(out_png, lambda tmp: fig.savefig(tmp, format="png"))
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:

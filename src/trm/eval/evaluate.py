@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from trm.data.format import PuzzleSet
 from trm.errors import ConfigError
 from trm.model.recursive import RecursiveReasoner
-from trm.train.engine import to_labels
-from trm.train.losses import IGNORE_INDEX
+from trm.model.losses import to_labels
+from trm.model.losses import IGNORE_INDEX
 
 
 @dataclass

@@ -65,7 +65,8 @@ class RecursiveReasoner(nn.Module):
         self._auto_dtype: tuple[torch.device, torch.dtype] | None = None   # forward_dtype=auto, resolved
 
         self.embed_tokens = nn.Parameter(trunc_normal_(torch.empty(cfg.vocab_size, D), std=1.0 / math.sqrt(D)))
-        self.puzzle_emb = PuzzleEmbedding(max(cfg.num_puzzle_ids, 1), cfg.puzzle_emb_dim) if cfg.puzzle_emb_dim else None
+        self.puzzle_emb = (PuzzleEmbedding(max(cfg.num_puzzle_ids, 1), cfg.puzzle_emb_dim) if cfg.puzzle_emb_dim
+                           else None)
         self.embed_pos = (nn.Parameter(trunc_normal_(torch.empty(self.total_len, D), std=1.0 / math.sqrt(D)))
                           if cfg.pos_encoding == "learned" else None)
         rotary = (Rotary(D // cfg.num_heads, self.total_len, cfg.rope_theta)

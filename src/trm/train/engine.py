@@ -24,16 +24,8 @@ from trm.data.sampler import ExampleStream
 from trm.errors import NumericalError
 from trm.model.recursive import RecursiveReasoner
 from trm.runtime import world
-from trm.train.losses import IGNORE_INDEX, halting_bce, q_learning_target, sequence_loss
+from trm.model.losses import IGNORE_INDEX, halting_bce, q_learning_target, sequence_loss, to_labels
 from trm.train.optim import EMA, SignSGD, build_optimizer, lr_at, set_lr
-
-
-def to_labels(labels: np.ndarray, ignore_label_id: int | None) -> torch.Tensor:
-    """Dataset labels (uint8) to int64 with the ignored id mapped to IGNORE_INDEX."""
-    t = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    if ignore_label_id is not None:
-        t[t == ignore_label_id] = IGNORE_INDEX
-    return t
 
 
 def has_unused_params(m: ModelConfig) -> bool:

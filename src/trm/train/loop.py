@@ -27,7 +27,7 @@ from trm.errors import ConfigError, DatasetError, TRMError
 from trm.eval.evaluate import evaluate
 from trm.model.recursive import RecursiveReasoner
 from trm import runtime
-from trm.train.checkpoint import (atomic_write_text, export_weights, load_checkpoint, remove_stale_temporaries,
+from trm.io import (atomic_write_text, export_weights, load_checkpoint, remove_stale_temporaries,
                                   save_checkpoint)
 from trm.tasks import TASKS
 from trm.tasks import get as get_task

@@ -15,8 +15,6 @@ so its later scores mix answers of earlier checkpoints; ``pool=True`` reproduces
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -171,17 +169,8 @@ class ArcVoter:
 
 def write_submission(path: str | Path, submission: dict) -> Path:
     """Write the submission JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(submission, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    from trm.io import atomic_write_text
+    return atomic_write_text(path, json.dumps(submission))
 
 
 # ---------------------------------------------------------------------------------------------------

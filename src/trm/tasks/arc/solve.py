@@ -204,8 +204,8 @@ def adapt(solver, task: ArcTask, *, versions: int = 32, steps: int = 100, lr: fl
     halting logit is > 0 leaving the unroll (as in training). ``optimizer="signsgd"`` (default: the
     training run's puzzle-embedding lr and weight decay) or ``"adam"`` (lr default 1e-2).
     """
-    from trm.train.engine import to_labels
-    from trm.train.losses import IGNORE_INDEX, halting_bce, sequence_loss
+    from trm.model.losses import to_labels
+    from trm.model.losses import IGNORE_INDEX, halting_bce, sequence_loss
     _check_arc_model(solver)
     if optimizer not in ("signsgd", "adam"):
         raise ValueError(f"optimizer must be 'signsgd' or 'adam', got {optimizer!r}")

@@ -1,4 +1,7 @@
-"""Checkpoints (full training state) and exported weights (safetensors + config.json).
+"""Files: atomic writes, checkpoints (full training state) and exported weights (safetensors + config.json).
+
+- Atomic writes (:func:`atomic_write_bytes`, :func:`atomic_write_text`): a temporary file beside the
+  target, fsync, rename; every file trm writes goes through them.
 
 - Full state: one ``torch.save`` file written to a temporary name and renamed, with a JSON manifest
   (size, sha256, step, and the same of the file it replaces) beside it, written in an order that
@@ -16,6 +19,7 @@ import json
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ from trm.errors import CheckpointError
 MANIFEST_SUFFIX = ".json"
 
 
-def atomic_write_bytes(path: Path, write) -> None:
+def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``; a crash leaves the previous file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,10 +48,11 @@ def atomic_write_bytes(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def sha256(path: Path) -> str:

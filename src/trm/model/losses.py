@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -132,3 +133,11 @@ def q_learning_target(
     """
     next_halt, next_continue = next_halt.detach().float(), next_continue.detach().float()
     return torch.sigmoid(torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue)))
+
+
+def to_labels(labels: np.ndarray, ignore_label_id: int | None) -> torch.Tensor:
+    """Dataset labels (uint8) to int64 with the ignored id mapped to IGNORE_INDEX."""
+    t = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    if ignore_label_id is not None:
+        t[t == ignore_label_id] = IGNORE_INDEX
+    return t
