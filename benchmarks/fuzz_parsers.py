@@ -494,7 +494,7 @@ def target_checkpoint(work: Path, rng: random.Random):
     from trm.solve import load
     from trm.io import export_weights, load_checkpoint, read_export, save_checkpoint
     from trm.train.engine import Engine
-    from trm.train.loop import build_model, export_config, fill_model_dims
+    from trm.train.run import build_model, export_config, fill_model_dims
 
     torch.set_num_threads(1)
     data = _tiny_dataset(work / "data")

@@ -44,7 +44,7 @@ def test_bad_input_gives_one_clear_message(capsys, argv, message):
 @pytest.fixture(scope="module")
 def trained_run(sudoku4_dir, tmp_path_factory):
     from conftest import tiny_config
-    from trm.train.loop import train
+    from trm.pipeline import train
     out = tmp_path_factory.mktemp("runs")
     cfg = tiny_config(sudoku4_dir, out, "train.max_steps=3", "eval.max_examples=8")
     return train(cfg, progress=False)
@@ -65,7 +65,7 @@ def test_eval_prints_metrics_after_every_step(capsys, trained_run, tmp_path):
     assert code == 0 and metrics["examples"] == 20 and len(metrics["exact_by_step"]) == 4
     # An ARC submission from a Sudoku split is refused before any work, and nothing is written.
     code, _, err = run_cli(capsys, "eval", str(trained_run), "--submission", str(tmp_path / "sub.json"))
-    assert code == 2 and "--submission is for ARC" in err and not (tmp_path / "sub.json").exists()
+    assert code == 2 and "--submission is for tasks with a submission format (arc)" in err and not (tmp_path / "sub.json").exists()
 
 
 @pytest.mark.parametrize("puzzle,message", [

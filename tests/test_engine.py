@@ -11,10 +11,10 @@ import torch
 
 from conftest import tiny_config
 from trm.data.format import load_set, read_metadata
-from trm.data.sampler import ExampleStream
+from trm.train.sampler import ExampleStream
 from trm.errors import NumericalError
 from trm.train.engine import Engine
-from trm.train.loop import build_model, fill_model_dims
+from trm.train.run import build_model, fill_model_dims
 
 
 def make_engine(data_dir, *extra: str, total: int = 100) -> Engine:

@@ -264,7 +264,7 @@ def model_files(sudoku4_dir, tmp_path_factory) -> Path:
     from conftest import tiny_config
     from trm.io import export_weights, save_checkpoint
     from trm.train.engine import Engine
-    from trm.train.loop import build_model, export_config, fill_model_dims
+    from trm.train.run import build_model, export_config, fill_model_dims
     cfg = tiny_config(sudoku4_dir)
     meta = read_metadata(sudoku4_dir / "train")
     fill_model_dims(cfg, meta)

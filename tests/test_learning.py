@@ -8,7 +8,7 @@ import pytest
 
 from trm.config import load_config
 from trm.tasks.sudoku.data import build_sudoku_dataset
-from trm.train.loop import train
+from trm.pipeline import train
 
 
 @pytest.mark.slow

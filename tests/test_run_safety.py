@@ -165,7 +165,7 @@ def test_a_second_process_in_the_same_run_directory_is_refused(sudoku4_dir, tmp_
 def trained_run(sudoku4_dir, tmp_path_factory) -> tuple[Path, list[str]]:
     """A finished 2-step run (trained in this process) and the overrides that made it."""
     from trm.config import load_config
-    from trm.train.loop import train
+    from trm.pipeline import train
     out = tmp_path_factory.mktemp("runs")
     common = [f"data.path={sudoku4_dir}", f"run.out_dir={out}", *ARGS, "train.max_steps=2", "run.name=r"]
     return train(load_config(None, common), progress=False), common

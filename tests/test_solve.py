@@ -20,7 +20,7 @@ def sudoku_solver(data_dir, *extra: str, seed: int = 0) -> TRM:
     from conftest import tiny_config
     from trm.data.format import read_metadata
     from trm.model.recursive import RecursiveReasoner
-    from trm.train.loop import fill_model_dims
+    from trm.train.run import fill_model_dims
     cfg = tiny_config(data_dir, None, *extra)
     meta = read_metadata(data_dir / "train")
     fill_model_dims(cfg, meta)
@@ -397,7 +397,7 @@ def test_cli_arc_prints_attempts_and_draws_the_task(capsys, tmp_path):
 def test_report_draws_missing_pictures_and_writes_md_and_html(sudoku4_dir, tmp_path):
     from conftest import tiny_config
     from trm.report import write_report
-    from trm.train.loop import train
+    from trm.pipeline import train
     run = train(tiny_config(sudoku4_dir, tmp_path, "train.max_steps=2", "eval.max_examples=8"), progress=False)
     for name in ("solved.png", "refinement.png", "refinement.gif", "report.md", "report.html"):
         assert (run / name).is_file(), name

@@ -12,7 +12,7 @@ from trm.data.format import load_set, read_metadata
 from trm.tasks.sudoku.data import build_sudoku_dataset
 from trm.model.recursive import RecursiveReasoner
 from trm.train.engine import Engine
-from trm.train.loop import fill_model_dims
+from trm.train.run import fill_model_dims
 
 VARIANT_PRESETS = ["sudoku-extreme-mlp", "sudoku-extreme-att", "hrm-sudoku", "direct-sudoku"] + sorted(
     p for p in list_presets() if p.startswith("ablate-sudoku-"))

@@ -16,7 +16,7 @@ A spec is a YAML file (``trm/presets/ablations/NAME.yaml`` or any path)::
 common overrides: shrinking the runs never undoes what defines a variant (HRM's T and n, direct-sudoku's
 N_sup = 1); a notice names each common override so kept out.
 
-Each (variant, seed) is a real ``trm.train.loop.train`` run in ``OUT/runs/<variant>-s<seed>``; its final
+Each (variant, seed) is a real ``trm.pipeline.train`` run in ``OUT/runs/<variant>-s<seed>``; its final
 evaluation is read back from ``metrics.jsonl``. A finished run is reused and an interrupted one resumed
 when the command is run again with the same spec. Outputs: ``OUT/table.md``, ``OUT/table.json`` and
 ``OUT/bars.png``. Columns follow the paper's Table 1: accuracy, depth (T (n+1) layers: the layers one
@@ -194,9 +194,9 @@ def superseded(spec: AblationSpec, variant: Variant, extra_overrides: list[str] 
 
 
 def network_calls(cfg: Config) -> int:
-    """Calls of the network f in one supervision step: T (n+1), or 1 for direct prediction."""
-    m = cfg.model
-    return 1 if m.recursion == "direct" else m.T * (m.n + 1)
+    """Calls of the network f in one supervision step (:func:`trm.model.recursive.network_calls`)."""
+    from trm.model.recursive import network_calls as calls
+    return calls(cfg.model)
 
 
 def depth(cfg: Config) -> int:
@@ -220,7 +220,8 @@ def count_params(cfg: Config) -> int:
 
 def fill_from_dataset(cfg: Config) -> None:
     """Build the dataset if needed and copy its vocabulary / length / identifiers into the model config."""
-    from trm.train.loop import ensure_dataset, fill_model_dims
+    from trm.pipeline import ensure_dataset
+    from trm.train.run import fill_model_dims
     from trm.data.format import read_metadata
     fill_model_dims(cfg, read_metadata(ensure_dataset(cfg, 0) / "train"))
 
@@ -262,7 +263,8 @@ def train_variant(cfg: Config, progress: bool = True) -> tuple[Path, float, bool
     Returns (run dir, wall seconds of its training call(s), reused).
     """
     from trm.io import atomic_write_text
-    from trm.train.loop import run_dir_for, train
+    from trm.pipeline import train
+    from trm.train.run import run_dir_for
     run = run_dir_for(cfg)
     timing = run / "ablate-time.json"
     if (run / "config.yaml").is_file() and not _same_config(run, cfg):

@@ -83,7 +83,7 @@ def _csv_source(source: str | list[str], csv_test: str | None) -> dict:
 
 def _cmd_train(args) -> None:
     from trm.config import load_config
-    from trm.train.loop import train
+    from trm.pipeline import train
     preset, overrides = args.preset, list(args.overrides)
     if preset and "=" in preset:         # `trm train key=value` with the default preset
         overrides.insert(0, preset)
@@ -134,7 +134,10 @@ def _cmd_eval(args) -> None:
     task = get(meta.task)
     if args.submission and not task.submission:
         from trm.errors import DatasetError
-        raise DatasetError(f"--submission is for ARC test splits; {data_dir} holds {meta.task}")
+        from trm.tasks import REGISTRY
+        able = ", ".join(t.name for t in REGISTRY.values() if t.submission)
+        raise DatasetError(f"--submission is for tasks with a submission format ({able}); {data_dir} holds "
+                           f"{meta.task}")
     ps = load_set(data_dir / "test")
     res = evaluate(solver.model, ps, meta.ignore_label_id, batch_size=args.batch_size, halting=args.halting,
                    max_examples=args.max_examples, device=device, progress=True)
@@ -142,8 +145,8 @@ def _cmd_eval(args) -> None:
     metrics["exact_by_step"] = [round(float(v), 5) for v in res.exact_by_step]
     metrics["precision"] = solver.precision.dtype
     if args.submission:
-        from trm.tasks.arc.scoring import write_submission
-        write_submission(args.submission, task.make_submission(ps, res, data_dir))
+        from trm.io import atomic_write_text
+        atomic_write_text(args.submission, json.dumps(task.make_submission(ps, res, data_dir)))
         metrics["submission"] = str(args.submission)
     print(json.dumps(metrics, indent=2))
 
@@ -202,8 +205,8 @@ def _cmd_info(args) -> None:
 def preset_info(cfg) -> dict:
     """params, total_steps (from the dataset if built, else from data.build) and the resolved config."""
     from trm.data.format import read_metadata
-    from trm.model.recursive import RecursiveReasoner
-    from trm.train.loop import fill_model_dims, total_steps_for
+    from trm.model.recursive import RecursiveReasoner, network_calls
+    from trm.train.run import fill_model_dims, total_steps_for
     info: dict = {"preset": cfg.preset}
     meta = None
     if cfg.data.path and (Path(cfg.data.path) / "train" / "dataset.json").is_file():
@@ -220,7 +223,7 @@ def preset_info(cfg) -> dict:
             model = RecursiveReasoner(m)
         info["params"] = model.num_params()
         info["puzzle_table"] = model.puzzle_emb.weight.numel() if model.puzzle_emb is not None else 0
-        info["network_calls_per_step"] = m.T * (m.n + 1) if m.recursion == "recursive" else 1
+        info["network_calls_per_step"] = network_calls(m)
     if meta is not None:
         info["total_steps"] = total_steps_for(cfg, meta)
     else:
@@ -277,38 +280,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute precision (default trained: the run's own, or fp32 where this device "
                    "emulates bf16; auto: the fastest here; the choice is printed)")
     e.add_argument("--submission", default=None, metavar="FILE",
-                   help="ARC: also write the ARC Prize submission JSON (two attempts per test input)")
+                   help="also write the competition submission JSON (tasks that have one; two attempts per test input)")
 
-    s = sub.add_parser("solve", help="solve one puzzle (or an ARC task) with a trained model")
     from trm.tasks import REGISTRY
-    s.add_argument("task", choices=tuple(REGISTRY), help="the kind of puzzle")
-    s.add_argument("puzzle", help="; ".join(f"{t.name}: {t.puzzle_help}" for t in REGISTRY.values() if t.puzzle_help))
-    s.add_argument("--checkpoint", default=None, help="run dir, exported model dir or .pt (default: the "
-                   "example model shipped with trm)")
-    s.add_argument("--halting", default="adaptive", choices=("fixed", "adaptive"),
-                   help="fixed: N_sup supervision steps (the paper); adaptive: stop when the halting head says so")
-    s.add_argument("--max-steps", type=int, default=None, help="cap on supervision steps (default N_sup)")
-    s.add_argument("--png", default=None, help="draw the refinement, one frame per supervision step "
-                   "(ARC: the task with the predicted attempts)")
-    s.add_argument("--gif", default=None, help="animated refinement")
-    s.add_argument("--rollouts", type=int, default=1, help="K rollouts per puzzle (test-time scaling)")
-    s.add_argument("--noise", type=float, default=0.0, help="noise scale on the latent z, relative to its RMS")
-    s.add_argument("--noise-at", default="both", choices=("start", "every", "both"),
-                   help="add the noise to the initial state, at every supervision step, or both")
-    s.add_argument("--select", default="halt", choices=("halt", "vote"),
-                   help="keep the rollout with the highest halting probability, or the majority answer")
-    s.add_argument("--verify", action="store_true", help="Sudoku/maze: adaptive halting stops only on an answer "
-                   "that passes the rule check, and a puzzle's rollouts stop once one of them passes")
-    s.add_argument("--seed", type=int, default=0, help="seed of the noise and of the ARC versions (default 0)")
-    s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
-    s.add_argument("--dtype", default="trained", choices=("trained", "auto", "bfloat16", "float32"),
-                   help="compute precision (default trained: the model's own, or fp32 where this device "
-                   "emulates bf16; auto: the fastest here)")
-    s.add_argument("--verbose", "-v", action="store_true", help="say which model, device and precision are used")
-    s.add_argument("--versions", type=int, default=32, help="ARC: augmented versions of the task")
-    s.add_argument("--adapt-steps", type=int, default=100, help="ARC: optimizer steps fitting the task embedding")
-    s.add_argument("--adapt-lr", type=float, default=None, help="ARC: lr of the embedding fit (default: the "
-                   "training run's puzzle-embedding lr)")
+    s = sub.add_parser("solve", help="solve one puzzle (or task) with a trained model: trm solve TASK PUZZLE")
+    kinds = s.add_subparsers(dest="task", required=True)
+    common = argparse.ArgumentParser(add_help=False)       # the options of every task's solver
+    common.add_argument("--checkpoint", default=None, help="run dir, exported model dir or .pt (default: the "
+                        "example model shipped with trm)")
+    common.add_argument("--halting", default="adaptive", choices=("fixed", "adaptive"),
+                        help="fixed: N_sup supervision steps (the paper); adaptive: stop when the halting head says so")
+    common.add_argument("--max-steps", type=int, default=None, help="cap on supervision steps (default N_sup)")
+    common.add_argument("--png", default=None, help="draw the refinement, one frame per supervision step (or the "
+                        "task with its predicted attempts)")
+    common.add_argument("--gif", default=None, help="animated refinement")
+    common.add_argument("--rollouts", type=int, default=1, help="K rollouts per puzzle (test-time scaling)")
+    common.add_argument("--noise", type=float, default=0.0, help="noise scale on the latent z, relative to its RMS")
+    common.add_argument("--noise-at", default="both", choices=("start", "every", "both"),
+                        help="add the noise to the initial state, at every supervision step, or both")
+    common.add_argument("--select", default="halt", choices=("halt", "vote"),
+                        help="keep the rollout with the highest halting probability, or the majority answer")
+    common.add_argument("--verify", action="store_true", help="tasks with a rule check: adaptive halting stops "
+                        "only on an answer that passes it, and a puzzle's rollouts stop once one of them passes")
+    common.add_argument("--seed", type=int, default=0, help="seed of the noise (and of augmented versions)")
+    common.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    common.add_argument("--dtype", default="trained", choices=("trained", "auto", "bfloat16", "float32"),
+                        help="compute precision (default trained: the model's own, or fp32 where this device "
+                        "emulates bf16; auto: the fastest here)")
+    common.add_argument("--verbose", "-v", action="store_true",
+                        help="say which model, device and precision are used")
+    for task in REGISTRY.values():
+        k = kinds.add_parser(task.name, parents=[common], help=task.puzzle_help)
+        k.add_argument("puzzle", help=task.puzzle_help or "the puzzle")
+        task.add_solve_arguments(k)
 
     i = sub.add_parser("info", help="parameters, total steps and resolved config of a preset")
     i.add_argument("preset", nargs="?", help="preset name or YAML path")

@@ -70,7 +70,7 @@ def draw_run_pictures(run_dir: Path, model, ps, meta, result, count: int = 4) ->
     device = next(model.parameters()).device
     solver = TRM(model, Config(model=model.cfg), {"task": meta.task, "grid_shape": meta.grid_shape}, device)
     m = min(len(result.preds), task.trace_rows)
-    pid = np.repeat(np.asarray(ps.puzzle_identifiers), np.diff(np.asarray(ps.puzzle_indices)))[:m]
+    pid = ps.example_puzzle_ids()[:m]
     res = solver.solve_tokens(np.asarray(ps.inputs[:m]), puzzle_ids=pid, halting="fixed", trace=True,
                               batch_size=m)
     i = _interesting(res.trace, np.asarray(ps.labels[:m]))
@@ -302,6 +302,3 @@ def write_report(run_dir: str | Path, final_metrics: dict | None = None, exact_b
     atomic_write_text(out, _markdown(blocks))
     return out
 
-
-def report_json(run_dir: Path) -> str:
-    return json.dumps(_last_eval(Path(run_dir) / "metrics.jsonl"), indent=2)

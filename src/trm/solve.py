@@ -38,6 +38,7 @@ from trm.config import Config, config_from_dict
 from trm.errors import CheckpointError, ConfigError, PuzzleError
 from trm.runtime import Precision, resolve_device, resolve_precision, resolve_trained_precision
 from trm.model.recursive import RecursiveReasoner
+from trm.model.unroll import Unroll
 from trm.tasks.base import Task, read_puzzle_text
 
 NOISE_ON = ("z", "y", "yz")
@@ -247,31 +248,30 @@ class TRM:
         inputs = torch.from_numpy(rows_tok.astype(np.int32)).to(dev)
         pids = torch.from_numpy(np.repeat(ids, K)).to(dev)
         noisy = torch.from_numpy(np.arange(R) % K > 0).to(dev)          # rollout 0 stays noiseless
-        y, z = model.initial_state(R, dev)
-        active = torch.arange(R, device=dev)
+        run = Unroll(model, inputs, pids)
         answer = np.zeros((R, S), np.uint8)
         used = np.full(R, cap, np.int32)
         prob = np.zeros(R, np.float32)
         tr = np.zeros((R, cap, S), np.uint8) if trace else None
         th = np.zeros((R, cap), np.float32) if trace else None
         checker = self._checker(rows_tok) if (stop_on_valid or require_valid) else None
+
+        def perturb(y: torch.Tensor, z: torch.Tensor, active: torch.Tensor, k: int):
+            if k == 1 and noise_at not in ("start", "both") or k > 1 and noise_at not in ("every", "both"):
+                return y, z
+            mask = noisy[active]
+            z = _perturb(z, noise, mask, gen) if "z" in noise_on else z       # z first: the seeded draws' order
+            return (_perturb(y, noise, mask, gen) if "y" in noise_on else y), z
+
         for k in range(1, cap + 1):
-            if noise > 0 and ((k == 1 and noise_at in ("start", "both")) or (k > 1 and noise_at in ("every", "both"))):
-                mask = noisy[active]
-                if "z" in noise_on:
-                    z = _perturb(z, noise, mask, gen)
-                if "y" in noise_on:
-                    y = _perturb(y, noise, mask, gen)
-            x = model.embed(inputs[active], pids[active])
-            y, z = model.deep_recursion(x, y, z)
-            logits, q_halt, _ = model.heads(y)
-            pred = logits.argmax(-1).to(torch.uint8).cpu().numpy()
-            p = torch.sigmoid(q_halt).float().cpu().numpy()
-            rows = active.cpu().numpy()
+            rows = run.active.cpu().numpy()
+            out = run.step(perturb if noise > 0 else None)
+            pred = out.logits.argmax(-1).to(torch.uint8).cpu().numpy()
+            p = torch.sigmoid(out.q_halt).float().cpu().numpy()
             if trace:
                 tr[rows, k - 1:] = pred[:, None]
                 th[rows, k - 1:] = p[:, None]
-            done = (p > thr) if halting == "adaptive" else np.zeros(len(rows), bool)
+            done = run.halts(out, thr).cpu().numpy() if halting == "adaptive" else np.zeros(len(rows), bool)
             if k == cap:
                 done[:] = True
             elif checker is not None and done.any():
@@ -285,8 +285,7 @@ class TRM:
             if done.all():
                 break
             if done.any():
-                keep = torch.from_numpy(~done).to(dev)
-                active, y, z = active[keep], y[keep], z[keep]
+                run.drop(done)
         valid = self.check(rows_tok, answer)
         return {"tokens": answer, "steps": used, "halt_probs": prob, "trace": tr, "trace_halt": th,
                 "valid": valid}

@@ -72,6 +72,10 @@ class PuzzleSet:
     def num_puzzles(self) -> int:
         return int(self.puzzle_identifiers.shape[0])
 
+    def example_puzzle_ids(self) -> np.ndarray:
+        """The puzzle identifier of every example ([num_examples])."""
+        return np.repeat(np.asarray(self.puzzle_identifiers), np.diff(np.asarray(self.puzzle_indices)))
+
     @property
     def num_groups(self) -> int:
         return int(self.group_indices.shape[0] - 1)

@@ -18,6 +18,7 @@ from trm.data.format import PuzzleSet
 from trm.errors import ConfigError
 from trm.model.recursive import RecursiveReasoner
 from trm.model.losses import to_labels
+from trm.model.unroll import Unroll
 from trm.model.losses import IGNORE_INDEX
 
 
@@ -71,7 +72,7 @@ def evaluate(model: RecursiveReasoner, ps: PuzzleSet, ignore_label_id: int | Non
     n = ps.num_examples if not max_examples else min(max_examples, ps.num_examples)
     rank, world = shard
     lo, hi = n * rank // world, n * (rank + 1) // world
-    example_pid = np.repeat(np.asarray(ps.puzzle_identifiers), np.diff(np.asarray(ps.puzzle_indices)))[:n]
+    example_pid = ps.example_puzzle_ids()[:n]
     labels_all = to_labels(ps.labels[:n], ignore_label_id)
     rows = _run_rows(model, ps, labels_all, example_pid, lo, hi, batch_size=batch_size, halting=halting,
                      device=device, keep_trace=keep_trace, progress=progress)
@@ -113,29 +114,28 @@ def _run_rows(model: RecursiveReasoner, ps: PuzzleSet, labels_all: torch.Tensor,
         inputs = torch.from_numpy(np.asarray(ps.inputs[idx], np.int32)).to(device)
         labels = labels_all[idx].to(device)
         pids = torch.from_numpy(example_pid[idx].astype(np.int32)).to(device)
-        y, z = model.initial_state(len(idx), device)
-        active = torch.arange(len(idx), device=device)     # rows still running (adaptive mode)
-        halted = torch.zeros(len(idx), dtype=torch.bool, device=device)   # fixed mode: halting logit was > 0
+        run = Unroll(model, inputs, pids)
+        halted = torch.zeros(len(idx), dtype=torch.bool, device=device)   # fixed mode: the halting head said stop
         for k in range(1, N_sup + 1):
-            out = model(inputs[active], pids[active], y, z)
-            y, z = out.y, out.z
+            active = run.active
+            out = run.step()
             pred = out.logits.argmax(-1)
             lab = labels[active]
             exact = ((pred == lab) | (lab == IGNORE_INDEX)).all(-1)
-            wants_halt = out.q_halt > 0
+            halts = run.halts(out)
             local = idx[active.cpu().numpy()] - lo         # positions in this share
             exact_np = exact.cpu().numpy()
             r.exact_at[local, k - 1] = exact_np
             if keep_trace:
                 r.trace[local, k - 1:] = pred.cpu().numpy().astype(np.uint8)[:, None]
             if halting == "fixed":
-                newly = (~halted[active] & wants_halt).cpu().numpy() if k < N_sup else np.zeros(len(local), bool)
+                newly = (~halted[active] & halts).cpu().numpy() if k < N_sup else np.zeros(len(local), bool)
                 r.first_halt_exact[local[newly]] = exact_np[newly]
                 r.first_halt_step[local[newly]] = k
                 halted[active[torch.from_numpy(newly).to(device)]] = True
                 done = np.zeros(len(local), bool) if k < N_sup else np.ones(len(local), bool)
             else:
-                done = (wants_halt | (k == N_sup)).cpu().numpy()
+                done = (halts | (k == N_sup)).cpu().numpy()
             if done.any():
                 d = local[done]
                 done_t = torch.from_numpy(done).to(device)
@@ -146,9 +146,8 @@ def _run_rows(model: RecursiveReasoner, ps: PuzzleSet, labels_all: torch.Tensor,
                     r.exact_at[d, k:] = exact_np[done][:, None]
                     r.first_halt_exact[d] = exact_np[done]
                     r.first_halt_step[d] = k
-                    keep = ~done_t
-                    active, y, z = active[keep], y[keep], z[keep]
-                    if len(active) == 0:
+                    run.drop(done_t)
+                    if run.finished:
                         break
         if halting == "fixed":   # never halted before N_sup: adaptive halting answers at N_sup
             never = idx[~halted.cpu().numpy()] - lo

@@ -53,6 +53,11 @@ class StepOutput:
     q_continue: torch.Tensor   # [B] continue logit (used by halting="qlearn" only)
 
 
+def network_calls(m: ModelConfig) -> int:
+    """Calls of the network f in one supervision step: T (n+1), or 1 for direct prediction."""
+    return 1 if m.recursion == "direct" else m.T * (m.n + 1)
+
+
 class RecursiveReasoner(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()

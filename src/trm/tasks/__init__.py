@@ -12,10 +12,11 @@ from typing import Any
 from trm.errors import ConfigError
 from trm.tasks.arc import ArcTask
 from trm.tasks.base import Task, grid_shape
+from trm.tasks.futoshiki import FutoshikiTask
 from trm.tasks.maze import MazeTask
 from trm.tasks.sudoku import SudokuTask
 
-REGISTRY: dict[str, Task] = {t.name: t for t in (SudokuTask(), MazeTask(), ArcTask())}
+REGISTRY: dict[str, Task] = {t.name: t for t in (SudokuTask(), MazeTask(), ArcTask(), FutoshikiTask())}
 TASKS = tuple(REGISTRY)
 
 __all__ = ["REGISTRY", "TASKS", "Task", "build_dataset", "get", "grid_shape", "infer_task"]

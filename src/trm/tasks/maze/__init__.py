@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from trm.errors import PuzzleError
-from trm.tasks.base import (Task, grid_shape, print_solve_summary, read_puzzle_text, rollout_options,
+from trm.tasks.base import (Task, defaults, grid_shape, print_solve_summary, read_puzzle_text, rollout_options,
                             save_pictures)
 
 WHAT = "a maze text file: one line per row over '# SG', '#' wall, ' ' open, 'S' start, 'G' goal"
@@ -25,7 +25,7 @@ class MazeTask(Task):
     uses_csv = True
 
     def add_build_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from trm.tasks.maze.data import DEFAULT_MIN_PATH, DEFAULT_SIZE, DEFAULT_WALL_DENSITY
+        from trm.tasks.maze.data import DEFAULT_MIN_PATH, DEFAULT_SIZE, DEFAULT_WALL_DENSITY, build_maze_dataset
         parser.add_argument("--size", type=int, default=DEFAULT_SIZE,
                             help=f"generated: grid side (default {DEFAULT_SIZE}, Maze-Hard's)")
         parser.add_argument("--wall-density", type=float, default=None,
@@ -34,8 +34,11 @@ class MazeTask(Task):
         parser.add_argument("--min-path", type=int, default=DEFAULT_MIN_PATH,
                             help="generated: keep mazes whose shortest S-G path is longer than this many steps "
                             f"(default {DEFAULT_MIN_PATH}, Maze-Hard's)")
-        parser.add_argument("--train-size", type=int, default=1000, help="training mazes (default 1000, the paper's)")
-        parser.add_argument("--test-size", type=int, default=1000, help="held-out mazes (default 1000)")
+        d = defaults(build_maze_dataset)
+        parser.add_argument("--train-size", type=int, default=d["train_size"],
+                            help=f"training mazes (default {d['train_size']}, the paper's)")
+        parser.add_argument("--test-size", type=int, default=d["test_size"],
+                            help=f"held-out mazes (default {d['test_size']})")
         parser.add_argument("--aug", action="store_true",
                             help="8 dihedral versions per training maze (default off, as the public builder)")
 

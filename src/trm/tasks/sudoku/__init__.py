@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from trm.errors import PuzzleError
-from trm.tasks.base import (Task, grid_shape, print_solve_summary, read_puzzle_text, rollout_options,
+from trm.tasks.base import (Task, defaults, grid_shape, print_solve_summary, read_puzzle_text, rollout_options,
                             save_pictures)
 
 WHAT = "a Sudoku: 81 characters ('.' or '0' blank) or a file"
@@ -24,18 +24,23 @@ class SudokuTask(Task):
     uses_csv = True
 
     def add_build_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--difficulty", default="medium",
-                            choices=("beginner", "easy", "medium", "hard", "extreme"),
+        from trm.tasks.sudoku.data import DIFFICULTIES, build_sudoku_dataset
+        d = defaults(build_sudoku_dataset)
+        parser.add_argument("--difficulty", default=d["difficulty"], choices=tuple(DIFFICULTIES),
                             help="generated puzzles: beginner (45 givens, singles suffice), easy (40), medium (32), "
-                            "hard (minimal, needs guessing), extreme (minimal, rating >= 10); default medium")
-        parser.add_argument("--size", type=int, default=9, choices=(4, 9), help="grid side (default 9)")
-        parser.add_argument("--train-size", type=int, default=1000,
-                            help="training puzzles (default 1000, the paper's)")
-        parser.add_argument("--num-aug", type=int, default=1000,
-                            help="augmented versions per training puzzle besides the original (default 1000)")
-        parser.add_argument("--test-size", type=int, default=None,
+                            "hard (minimal, needs guessing), extreme (minimal, rating >= 10); "
+                            f"default {d['difficulty']}")
+        parser.add_argument("--size", type=int, default=d["size"], choices=(4, 9),
+                            help=f"grid side (default {d['size']})")
+        parser.add_argument("--train-size", type=int, default=d["train_size"],
+                            help=f"training puzzles (default {d['train_size']}, the paper's)")
+        parser.add_argument("--num-aug", type=int, default=d["num_aug"],
+                            help="augmented versions per training puzzle besides the original "
+                            f"(default {d['num_aug']})")
+        parser.add_argument("--test-size", type=int, default=d["test_size"],
                             help="held-out puzzles (default: all of the test CSV, or 1000 generated)")
-        parser.add_argument("--min-rating", type=int, default=None, help="CSV: keep rows with at least this rating")
+        parser.add_argument("--min-rating", type=int, default=d["min_rating"],
+                            help="CSV: keep rows with at least this rating")
 
     def build_options(self, args: argparse.Namespace) -> dict[str, Any]:
         return {"size": args.size, "train_size": args.train_size, "num_aug": args.num_aug,

@@ -8,9 +8,12 @@ is ``(epoch, cursor)``: saving and resuming it is exact and cheap.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from trm.data.format import PuzzleSet
+if TYPE_CHECKING:
+    from trm.data.format import PuzzleSet
 
 
 class ExampleStream:
@@ -46,10 +49,6 @@ class ExampleStream:
             self.cursor += len(chunk)
             k -= len(chunk)
         return np.concatenate(out) if out else np.zeros(0, np.int64)
-
-    @property
-    def epochs_done(self) -> float:
-        return self.epoch + self.cursor / max(1, len(self._order))
 
     def state_dict(self) -> dict:
         return {"seed": self.seed, "epoch": self.epoch, "cursor": self.cursor}

@@ -1,4 +1,8 @@
-"""The training run: data, model, engine, logging, evaluation, checkpoints, signals, export, report.
+"""The training run: model, engine, logging, periodic evaluation, checkpoints, signals.
+
+:class:`TrainingRun` sets up, steps, evaluates, saves and finishes one run; it knows nothing of tasks,
+datasets on disk or reports. What it needs from them comes through :class:`RunHooks` (the data, the
+evaluation with its task metrics, the outputs written at the end), which :mod:`trm.pipeline` supplies:
 
     trm train PRESET [key=value ...] [--resume]
     torchrun --nproc-per-node N -m trm train PRESET ...
@@ -14,45 +18,26 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.distributed as dist
 import yaml
 from tqdm.auto import tqdm
 
-from trm.config import Config
-from trm.data.format import DatasetMetadata, PuzzleSet, load_set, read_metadata
-from trm.errors import ConfigError, DatasetError, TRMError
-from trm.eval.evaluate import evaluate
-from trm.model.recursive import RecursiveReasoner
 from trm import runtime
-from trm.io import (atomic_write_text, export_weights, load_checkpoint, remove_stale_temporaries,
-                                  save_checkpoint)
-from trm.tasks import TASKS
-from trm.tasks import get as get_task
+from trm.config import Config
+from trm.errors import ConfigError, DatasetError, TRMError
+from trm.io import atomic_write_text, load_checkpoint, remove_stale_temporaries, save_checkpoint
+from trm.model.recursive import RecursiveReasoner
 from trm.train.engine import Engine
+
+if TYPE_CHECKING:
+    from trm.data.format import DatasetMetadata, PuzzleSet
 
 
 # ----------------------------------------------------------------------------------------------
 # Set-up helpers
-
-def ensure_dataset(cfg: Config, rank: int) -> Path:
-    """The dataset directory; built first (by rank 0) when missing and ``data.build`` says how."""
-    if not cfg.data.path:
-        raise ConfigError("data.path is empty: give the dataset directory (data.path=DIR)")
-    path = Path(cfg.data.path)
-    if not (path / "train" / "dataset.json").is_file():
-        if not cfg.data.build:
-            raise DatasetError(f"{path}: no dataset here; build one with `trm data ...` or set data.build")
-        if rank == 0:
-            from trm.tasks import build_dataset
-            print(f"building dataset into {path} ...", flush=True)
-            build_dataset(path, dict(cfg.data.build))
-        if dist.is_initialized():
-            dist.barrier()
-    return path
-
 
 def fill_model_dims(cfg: Config, meta: DatasetMetadata) -> None:
     """Copy vocab, sequence length and identifier count from the dataset; refuse contradictions."""
@@ -208,6 +193,8 @@ class StopSignal:
 
 @dataclass
 class RunData:
+    """What a run trains and evaluates on (given by :meth:`RunHooks.load_data`)."""
+
     path: Path
     train_meta: DatasetMetadata
     test_meta: DatasetMetadata
@@ -215,13 +202,33 @@ class RunData:
     test: PuzzleSet
 
 
-def load_run_data(cfg: Config, rank: int = 0) -> RunData:
-    path = ensure_dataset(cfg, rank)
-    train_meta, test_meta = read_metadata(path / "train"), read_metadata(path / "test")
-    if (train_meta.vocab_size, train_meta.seq_len) != (test_meta.vocab_size, test_meta.seq_len):
-        raise DatasetError(f"{path}: train and test disagree on vocab_size / seq_len")
-    return RunData(path, train_meta, test_meta, load_set(path / "train", cfg.data.train_set),
-                   load_set(path / "test", cfg.data.test_set))
+@dataclass
+class RunResult:
+    """A finished (or stopped) run: its directory, the final evaluation and the model holding the EMA
+    weights (None when the run stopped before its final evaluation)."""
+
+    run_dir: Path
+    step: int
+    final_metrics: dict[str, float] | None = None
+    evaluation: Any = None                 # the evaluator's result of the final evaluation
+    model: RecursiveReasoner | None = None
+    data: RunData | None = None
+    stopped: str | None = None             # the signal (or "peer") that stopped it
+
+
+class RunHooks(Protocol):
+    """What a run asks of the rest of trm (see :class:`trm.pipeline.PipelineHooks`)."""
+
+    def load_data(self, cfg: Config, rank: int) -> RunData: ...
+
+    def evaluate(self, model: RecursiveReasoner, data: RunData, cfg: Config, device: torch.device,
+                 shard: tuple[int, int], progress: bool) -> tuple[dict[str, float], Any]:
+        """Metrics (``eval/...``, task metrics included) and the evaluator's result."""
+        ...
+
+    def finish(self, cfg: Config, result: RunResult) -> None:
+        """Rank 0, after the final evaluation: export, pictures, task artefacts, report."""
+        ...
 
 
 def run_dir_for(cfg: Config) -> Path:
@@ -237,8 +244,9 @@ def export_config(cfg: Config, meta: DatasetMetadata) -> dict:
                      "num_puzzle_identifiers": meta.num_puzzle_identifiers}}
 
 
-def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = None, progress: bool = True) -> Path:
-    """Train (or resume) a run; returns the run directory.
+def train(cfg: Config, hooks: RunHooks, *, resume: bool = False, run_dir: str | Path | None = None,
+          progress: bool = True) -> RunResult:
+    """Train (or resume) a run with ``hooks`` (:func:`trm.pipeline.train` supplies them).
 
     Nothing is written before every check that can fail early has passed (the resume is compatible,
     the run directory is writable and not in use); a start that fails leaves no empty run directory.
@@ -267,7 +275,7 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
                 lock = RunLock(run)
                 remove_stale_temporaries(ckpt_path.parent)
             try:
-                return _train(cfg, rt, run, state, stop, progress)
+                return TrainingRun(cfg, hooks, rt, run, state, stop, progress).execute()
             except StopRequested as e:
                 if stop.phase == "final evaluation":
                     print(f"stopped by {e} during the final evaluation and export; the trained state is in "
@@ -278,7 +286,7 @@ def train(cfg: Config, *, resume: bool = False, run_dir: str | Path | None = Non
                     print(f"stopped by {e} before training started; nothing to resume", flush=True)
                     if created:
                         remove_run_start(run)
-                return run
+                return RunResult(run, 0, stopped=str(e))
     except BaseException:
         if created:
             remove_if_empty(run)
@@ -378,127 +386,142 @@ def remove_run_start(run: Path) -> None:
     remove_if_empty(run)
 
 
-def _train(cfg: Config, rt: runtime.Runtime, run: Path, state: dict | None, stop: "StopSignal",
-           progress: bool) -> Path:
-    rank, world_size, device = rt.rank, rt.world_size, rt.device
-    main = rank == 0
-    ckpt_path = run / "checkpoints" / "last.pt"
-    with stop.suspended():
-        data = load_run_data(cfg, rank)
-    fill_model_dims(cfg, data.train_meta)
-    if not data.test_meta.task:
-        raise DatasetError(f"{data.path}: cannot tell the task from vocab {data.test_meta.vocab_size} / seq_len "
-                           f"{data.test_meta.seq_len}; add \"task\" (one of {', '.join(TASKS)}) to its "
-                           "dataset.json files")
-    if data.test_meta.num_puzzle_identifiers > cfg.model.num_puzzle_ids:
-        raise DatasetError("test split uses more puzzle identifiers than the train split")
-    total = total_steps_for(cfg, data.train_meta)
+class TrainingRun:
+    """One run: :meth:`setup` (data, model, engine, resume), :meth:`step` (one optimizer step with its
+    logging), :meth:`evaluate`, :meth:`save`, :meth:`finish` (the final evaluation and the hooks' outputs);
+    :meth:`execute` runs them in order, stopping on the time budget or a signal."""
 
-    model = build_model(cfg, device)
-    engine = Engine(cfg, model, data.train, data.train_meta.ignore_label_id, device, total)
-    if state is not None:
-        check_resumable(cfg, state)                       # again, with the dimensions from the dataset
-        engine.load_state_dict(state["engine"])
+    def __init__(self, cfg: Config, hooks: RunHooks, rt: runtime.Runtime, run: Path, state: dict | None,
+                 stop: StopSignal, progress: bool) -> None:
+        self.cfg, self.hooks, self.rt, self.run, self.state, self.stop = cfg, hooks, rt, run, state, stop
+        self.main = rt.rank == 0
+        self.progress = progress and self.main
+        self.ckpt_path = run / "checkpoints" / "last.pt"
+        self.elapsed_before = float(state.get("elapsed", 0.0)) if state is not None else 0.0
+        self.t_start = time.time()
+
+    # -- set up ----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        cfg, main, run = self.cfg, self.main, self.run
+        with self.stop.suspended():
+            self.data = data = self.hooks.load_data(cfg, self.rt.rank)
+        fill_model_dims(cfg, data.train_meta)
+        if not data.test_meta.task:
+            raise DatasetError(f"{data.path}: cannot tell the task from vocab {data.test_meta.vocab_size} / "
+                               f"seq_len {data.test_meta.seq_len}; add \"task\" to its dataset.json files")
+        if data.test_meta.num_puzzle_identifiers > cfg.model.num_puzzle_ids:
+            raise DatasetError("test split uses more puzzle identifiers than the train split")
+        self.total = total = total_steps_for(cfg, data.train_meta)
+        self.model = build_model(cfg, self.rt.device)
+        self.engine = Engine(cfg, self.model, data.train, data.train_meta.ignore_label_id, self.rt.device, total)
+        if self.state is not None:
+            check_resumable(cfg, self.state)                  # again, with the dimensions from the dataset
+            self.engine.load_state_dict(self.state["engine"])
+            if main:
+                truncate_metrics(run / "metrics.jsonl", self.engine.step)
+                print(f"resumed {run} at step {self.engine.step}/{total}", flush=True)
         if main:
-            truncate_metrics(run / "metrics.jsonl", engine.step)
-            print(f"resumed {run} at step {engine.step}/{total}", flush=True)
-    if main:
-        atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        print(f"run {run}: {model.num_params():,} parameters, {total:,} steps\n{rt.describe()}", flush=True)
+            atomic_write_text(run / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            print(f"run {run}: {self.model.num_params():,} parameters, {total:,} steps\n{self.rt.describe()}",
+                  flush=True)
+        meta = data.train_meta
+        steps_per_epoch = meta.total_groups * meta.mean_puzzle_examples / cfg.train.global_batch_size
+        self.eval_every = max(1, round(cfg.train.eval_interval * steps_per_epoch)) if cfg.train.eval_interval else 0
+        self.logger = MetricsLogger(run, main, cfg)
 
-    steps_per_epoch = data.train_meta.total_groups * data.train_meta.mean_puzzle_examples / cfg.train.global_batch_size
-    eval_every = max(1, round(cfg.train.eval_interval * steps_per_epoch)) if cfg.train.eval_interval else 0
-    logger = MetricsLogger(run, main, cfg)
-    t_start = time.time()
-    elapsed_before = 0.0
-    if state is not None:
-        elapsed_before = float(state.get("elapsed", 0.0))
+    # -- the pieces ------------------------------------------------------------------------------
+    def save(self) -> None:
+        if self.main:
+            save_checkpoint(self.ckpt_path, {"engine": self.engine.state_dict(), "config": self.cfg.to_dict(),
+                                             "elapsed": self.elapsed_before + time.time() - self.t_start})
 
-    def checkpoint() -> None:
-        if main:
-            save_checkpoint(ckpt_path, {"engine": engine.state_dict(), "config": cfg.to_dict(),
-                                        "elapsed": elapsed_before + time.time() - t_start})
-
-    def run_eval() -> tuple[dict[str, float], Any]:
-        ctx = engine.ema.swap(model) if engine.ema else contextlib.nullcontext()
+    def evaluate(self) -> tuple[dict[str, float], Any]:
+        """Evaluate the EMA weights (the hooks add the task metrics); logged and shown on rank 0."""
+        engine, rt = self.engine, self.rt
+        ctx = engine.ema.swap(self.model) if engine.ema else contextlib.nullcontext()
         with ctx:
-            res = evaluate(model, data.test, data.test_meta.ignore_label_id,
-                           batch_size=cfg.eval.batch_size or min(cfg.train.global_batch_size, 512),
-                           halting=cfg.eval.halting, max_examples=cfg.eval.max_examples, device=device,
-                           progress=progress and main, shard=(rank, world_size))
-        extra = get_task(data.test_meta.task).metrics(data.test, res, data.path)
-        values = {f"eval/{k}": v for k, v in {**res.metrics, **extra}.items()}
-        logger.log(engine.step, values)
-        if main:
+            values, res = self.hooks.evaluate(self.model, self.data, self.cfg, rt.device, (rt.rank, rt.world_size),
+                                              self.progress)
+        self.logger.log(engine.step, values)
+        if self.main:
+            headline = ("exact", "exact@1", "accuracy", "adaptive_exact", "adaptive_steps")
+            extra = [k for k in values if k.split("/")[1] not in res.metrics]
             shown = ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in values.items()
-                              if k.split("/")[1] in ("exact", "exact@1", "accuracy", "adaptive_exact", "adaptive_steps")
-                              or k.split("/")[1] in extra)
+                              if k.split("/")[1] in headline or k in extra)
             tqdm.write(f"[eval step {engine.step}] {shown}")
         return values, res
 
-    bar = tqdm(total=total, initial=engine.step, desc="train", disable=not (progress and main), dynamic_ncols=True)
-    first_step = engine.step
-    stopped = None
-    with stop.deferred():
-        while engine.step < total:
-            m = engine.train_step()
-            bar.update(1)
-            if engine.step % cfg.train.log_every == 0 or engine.step == 1:
-                logger.log(engine.step, {f"train/{k}": v for k, v in m.items()})
-                bar.set_postfix(loss=f"{m.get('lm_loss', float('nan')):.3f}", exact=f"{m.get('exact', 0):.3f}",
-                                steps=f"{m.get('steps', 0):.1f}")
-                if cfg.train.max_minutes and progress and main:   # the bar's end (and ETA) follows the time budget
-                    spent = time.time() - t_start
-                    left = 60 * cfg.train.max_minutes - elapsed_before - spent
-                    done_here = engine.step - first_step
-                    if done_here > 0 and spent > 0:
-                        bar.total = min(total, engine.step + max(0, int(left * done_here / spent)))
-                        bar.refresh()
-            if eval_every and engine.step % eval_every == 0 and engine.step < total:
-                run_eval()
-                checkpoint()
-            elif cfg.train.checkpoint_every and engine.step % cfg.train.checkpoint_every == 0:
-                checkpoint()
-            over_time = cfg.train.max_minutes and (elapsed_before + time.time() - t_start) > 60 * cfg.train.max_minutes
-            stop_now = stop.requested
-            if world_size > 1:   # every rank must agree to stop at the same step
-                flag = torch.tensor([1.0 if (stop_now or over_time) else 0.0], device=device)
-                dist.all_reduce(flag)
-                stop_now = stop_now or ("peer" if flag.item() > 0 else None)
-            if stop_now:
-                stopped = stop_now
-                break
-            if over_time:
-                tqdm.write(f"time budget of {cfg.train.max_minutes} min reached at step {engine.step}")
-                break
-    bar.close()
-    checkpoint()
-    if stopped:
-        logger.close()
-        if main:
-            print(f"stopped by {stopped} at step {engine.step}; resume with --resume", flush=True)
-        return run
-    stop.phase = "final evaluation"                      # a signal from here on: the checkpoint has it all
-    try:
-        _finish(cfg, run, engine, model, data, run_eval, main)
-    finally:
-        logger.close()
-    return run
+    def step(self, bar: Any) -> None:
+        """One optimizer step, logged every ``train.log_every`` steps."""
+        cfg, engine = self.cfg, self.engine
+        m = engine.train_step()
+        bar.update(1)
+        if engine.step % cfg.train.log_every == 0 or engine.step == 1:
+            self.logger.log(engine.step, {f"train/{k}": v for k, v in m.items()})
+            bar.set_postfix(loss=f"{m.get('lm_loss', float('nan')):.3f}", exact=f"{m.get('exact', 0):.3f}",
+                            steps=f"{m.get('steps', 0):.1f}")
+            if cfg.train.max_minutes and self.progress:     # the bar's end (and ETA) follows the time budget
+                spent = time.time() - self.t_start
+                left = 60 * cfg.train.max_minutes - self.elapsed_before - spent
+                done_here = engine.step - self.first_step
+                if done_here > 0 and spent > 0:
+                    bar.total = min(self.total, engine.step + max(0, int(left * done_here / spent)))
+                    bar.refresh()
 
+    def _should_stop(self) -> tuple[str | None, bool]:
+        """(the signal that stops the run, whether the time budget is spent); every rank agrees."""
+        cfg = self.cfg
+        over_time = bool(cfg.train.max_minutes) and (self.elapsed_before + time.time() - self.t_start
+                                                     > 60 * cfg.train.max_minutes)
+        stop_now = self.stop.requested
+        if self.rt.world_size > 1:   # every rank must agree to stop at the same step
+            flag = torch.tensor([1.0 if (stop_now or over_time) else 0.0], device=self.rt.device)
+            dist.all_reduce(flag)
+            stop_now = stop_now or ("peer" if flag.item() > 0 else None)
+        return stop_now, over_time
 
-def _finish(cfg: Config, run: Path, engine: Engine, model: RecursiveReasoner, data: RunData, run_eval, main: bool
-            ) -> None:
-    """The final evaluation, export, pictures, ARC submission and report."""
-    final, res = run_eval()
-    if main:
-        from trm.report import draw_run_pictures, write_report
-        ctx = engine.ema.swap(model) if engine.ema else contextlib.nullcontext()
-        with ctx:
-            export_weights(run / "model", model.state_dict(), export_config(cfg, data.train_meta))
-            pictures = draw_run_pictures(run, model, data.test, data.test_meta, res, cfg.eval.report_puzzles)
-        task = get_task(data.test_meta.task)
-        if task.submission:
-            from trm.tasks.arc.scoring import write_submission
-            write_submission(run / "submission.json", task.make_submission(data.test, res, data.path))
-        write_report(run, final_metrics=final, exact_by_step=res.exact_by_step, pictures=pictures)
-        print(f"done: {run} (exact {final.get('eval/exact', 0):.4f}); weights in {run / 'model'}", flush=True)
+    def finish(self) -> RunResult:
+        """The final evaluation, then (rank 0) the hooks' outputs with the EMA weights in the model."""
+        final, res = self.evaluate()
+        result = RunResult(self.run, self.engine.step, final, res, self.model, self.data)
+        if self.main:
+            ctx = self.engine.ema.swap(self.model) if self.engine.ema else contextlib.nullcontext()
+            with ctx:
+                self.hooks.finish(self.cfg, result)
+        return result
+
+    # -- the whole run ---------------------------------------------------------------------------
+    def execute(self) -> RunResult:
+        self.setup()
+        cfg, engine = self.cfg, self.engine
+        bar = tqdm(total=self.total, initial=engine.step, desc="train", disable=not self.progress,
+                   dynamic_ncols=True)
+        self.first_step = engine.step
+        stopped = None
+        with self.stop.deferred():
+            while engine.step < self.total:
+                self.step(bar)
+                if self.eval_every and engine.step % self.eval_every == 0 and engine.step < self.total:
+                    self.evaluate()
+                    self.save()
+                elif cfg.train.checkpoint_every and engine.step % cfg.train.checkpoint_every == 0:
+                    self.save()
+                stop_now, over_time = self._should_stop()
+                if stop_now:
+                    stopped = stop_now
+                    break
+                if over_time:
+                    tqdm.write(f"time budget of {cfg.train.max_minutes} min reached at step {engine.step}")
+                    break
+        bar.close()
+        self.save()
+        if stopped:
+            self.logger.close()
+            if self.main:
+                print(f"stopped by {stopped} at step {engine.step}; resume with --resume", flush=True)
+            return RunResult(self.run, engine.step, stopped=str(stopped))
+        self.stop.phase = "final evaluation"                 # a signal from here on: the checkpoint has it all
+        try:
+            return self.finish()
+        finally:
+            self.logger.close()
