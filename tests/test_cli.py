@@ -65,7 +65,8 @@ def test_eval_prints_metrics_after_every_step(capsys, trained_run, tmp_path):
     assert code == 0 and metrics["examples"] == 20 and len(metrics["exact_by_step"]) == 4
     # An ARC submission from a Sudoku split is refused before any work, and nothing is written.
     code, _, err = run_cli(capsys, "eval", str(trained_run), "--submission", str(tmp_path / "sub.json"))
-    assert code == 2 and "--submission is for tasks with a submission format (arc)" in err and not (tmp_path / "sub.json").exists()
+    assert code == 2 and "--submission is for tasks with a submission format (arc)" in err
+    assert not (tmp_path / "sub.json").exists()
 
 
 @pytest.mark.parametrize("puzzle,message", [
@@ -94,7 +95,8 @@ def test_corrupt_checkpoint_is_named(capsys, trained_run, tmp_path):
     shutil.copytree(trained_run, broken)
     ckpt = broken / "checkpoints" / "last.pt"
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
-    code, _, err = run_cli(capsys, "train", "--resume", "--run-dir", str(broken), f"data.path={trained_run}/nonexistent")
+    code, _, err = run_cli(capsys, "train", "--resume", "--run-dir", str(broken),
+                           f"data.path={trained_run}/nonexistent")
     assert code == 2 and "last.pt" in err
 
 
@@ -137,7 +139,8 @@ def test_every_option_of_every_command_is_described():
             elif action.dest != "help":
                 yield path, action
 
-    undescribed = [f"{path} {(a.option_strings or [a.dest])[-1]}" for path, a in walk(build_parser(), "trm") if not a.help]
+    undescribed = [f"{path} {(a.option_strings or [a.dest])[-1]}" for path, a in walk(build_parser(), "trm")
+                   if not a.help]
     assert undescribed == []
     maze = next(c for p, c in walk(build_parser(), "trm") if p == "trm data maze" and c.dest == "wall_density")
     from trm.tasks.maze.data import DEFAULT_WALL_DENSITY

@@ -13,12 +13,7 @@ from trm.errors import ConfigError, DatasetError, PuzzleError
 
 SMALL = dict(size=10, min_path=12)
 
-OPEN5 = """\
-S    
- ### 
-     
- ### 
-    G"""
+OPEN5 = "\n".join(["S    ", " ### ", "     ", " ### ", "    G"])
 
 
 def _put(grid, cells, tok):

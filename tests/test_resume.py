@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-ARGS = ["model.hidden_size=32", "model.puzzle_emb_dim=32", "model.num_heads=2", "model.mixer=mlp", "model.T=2", "model.n=2",
+ARGS = ["model.hidden_size=32", "model.puzzle_emb_dim=32", "model.num_heads=2", "model.mixer=mlp", "model.T=2",
+        "model.n=2",
         "model.N_sup=4", "model.forward_dtype=float32", "train.global_batch_size=16", "train.lr=1e-3",
         "train.lr_warmup_steps=2", "train.eval_interval=0", "train.log_every=1", "train.max_steps=14",
         "train.checkpoint_every=2", "eval.report_puzzles=1", "eval.max_examples=16"]

@@ -138,7 +138,8 @@ def test_kills_at_many_moments_then_resume_equal_an_uninterrupted_run(sudoku4_di
     out = finish(p)
     assert p.returncode == 0, out
     assert kills >= 1
-    a, b = load_file(tmp_path / "straight" / "model" / "model.safetensors"), load_file(run / "model" / "model.safetensors")
+    a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    b = load_file(run / "model" / "model.safetensors")
     assert all((a[k] == b[k]).all() for k in a), f"resumed weights differ after {kills} kills"
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"train/' in x]
     assert steps == sorted(set(steps)), "a step was logged twice"

@@ -353,6 +353,7 @@ def test_arc_solve_votes_over_versions(tmp_path):
     ({"train": []}, "missing key 'test'"),
     ({"train": [], "test": [{"input": [[1]]}]}, "'train' must be a non-empty list"),
     ({"train": [{"input": [[1]]}], "test": [{"input": [[1]]}]}, "train pair 0: missing key 'output'"),
+    ({"train": [{"input": [[1]], "output": None}], "test": [{"input": [[1]]}]}, "train pair 0: 'output' is null"),
     ({"train": [{"input": [[1], [2, 3]], "output": [[1]]}], "test": [{"input": [[1]]}]}, "ragged rows"),
     ({"train": [{"input": [[1]], "output": [[12]]}], "test": [{"input": [[1]]}]}, "outside 0..9"),
     ({"train": [{"input": [[1]], "output": [[1]]}], "test": [{"output": [[1]]}]}, "test pair 0: expected"),

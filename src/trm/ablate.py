@@ -1,6 +1,6 @@
 """``trm ablate SPEC``: train a list of variants under one budget and tabulate them like the paper's Table 1.
 
-A spec is a YAML file (``trm/presets/ablations/NAME.yaml`` or any path)::
+A spec is a YAML file (``trm/presets/suites/NAME.yaml`` or any path)::
 
     description: "what this ablation compares"
     dataset: {path: data/sudoku-4x4, build: {task: sudoku, size: 4}}   # optional: every variant's data
@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from trm.config import Config, config_from_dict, load_config, preset_dir, validate
+from trm.config import Config, config_from_dict, load_config, preset_dir, preset_path, validate
 from trm.errors import ConfigError, TRMError
 
 
@@ -67,7 +67,8 @@ class AblationSpec:
 
 
 def ablation_dir() -> Path:
-    return preset_dir() / "ablations"
+    """The built-in ablation suites (``trm/presets/suites/``)."""
+    return preset_dir() / "suites"
 
 
 def list_ablations() -> dict[str, str]:
@@ -90,7 +91,7 @@ def _overrides(value: Any, where: str) -> list[str]:
 
 
 def load_spec(name_or_path: str) -> AblationSpec:
-    """Read an ablation spec from a path or from ``trm/presets/ablations/``."""
+    """Read an ablation spec from a path or from ``trm/presets/suites/``."""
     path = Path(name_or_path)
     if not path.is_file():
         path = ablation_dir() / f"{name_or_path}.yaml"
@@ -175,7 +176,7 @@ def defining_settings(preset: str) -> list[str]:
     """
     path = Path(preset)
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        path = preset_dir() / f"{preset}.yaml"
+        path = preset_path(preset) or path
     raw = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
     if not raw.get("base"):
         return []
@@ -313,6 +314,7 @@ def run_ablation(spec: AblationSpec, out_dir: str | Path, *, extra_overrides: li
                 print(f"    note: {v.name} keeps its own value for {', '.join(kept)}", flush=True)
             run, secs, reused = train_variant(cfg, progress)
             ev = read_final_eval(run)
+            assert ev is not None   # train_variant checked _finished
             runs.append({"seed": s, "run_dir": str(run), "exact": ev["exact"], "accuracy": ev["accuracy"],
                          "steps_trained": ev["last_step"], "seconds": round(secs, 1), "reused": reused,
                          "eval": ev})
@@ -393,7 +395,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("ablate", help="train a list of variants under one budget and tabulate them "
                        "(paper Table 1 shape)", description="Train a list of variants under one budget and write "
                        "a table like the paper's Table 1 (table.md, table.json, bars.png).")
-    p.add_argument("spec", nargs="?", help="ablation spec name (trm/presets/ablations) or YAML path")
+    p.add_argument("spec", nargs="?", help="ablation spec name (trm/presets/suites) or YAML path")
     p.add_argument("--out", default=None, help="output directory (default runs/ablate-SPEC)")
     p.add_argument("--steps", type=int, default=None, help="budget: optimizer steps per run")
     p.add_argument("--minutes", type=float, default=None, help="budget: wall minutes per run")

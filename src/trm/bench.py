@@ -325,7 +325,7 @@ def run_case(case: Case) -> dict:
     model.eval()
     inputs = torch.from_numpy(data.inputs[:case.batch].astype(np.int32)).to(device)
     pids = torch.zeros(case.batch, dtype=torch.int32, device=device)
-    state = {}
+    state: dict[str, torch.Tensor] = {}
 
     @torch.inference_mode()
     def infer() -> None:

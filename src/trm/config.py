@@ -197,12 +197,25 @@ def preset_dir() -> Path:
     return Path(str(resources.files("trm") / "presets"))
 
 
+PRESET_GROUPS = ("cpu", "paper", "ablations")   # trm/presets/<group>/NAME.yaml; names are unique across groups
+
+
+def preset_files() -> dict[str, Path]:
+    """Preset name -> its file, over the groups (cpu: minutes on a laptop; paper; ablations)."""
+    return {p.stem: p for group in PRESET_GROUPS for p in sorted((preset_dir() / group).glob("*.yaml"))}
+
+
+def preset_path(name: str) -> Path | None:
+    """The file of the built-in preset ``name`` (None when there is none)."""
+    return preset_files().get(name)
+
+
 def list_presets() -> dict[str, str]:
-    """Preset name -> its one-line description (the YAML's ``description``)."""
+    """Preset name -> its one-line description (the YAML's ``description``), grouped as PRESET_GROUPS."""
     out: dict[str, str] = {}
-    for p in sorted(preset_dir().glob("*.yaml")):
+    for name, p in preset_files().items():
         raw = yaml.safe_load(p.read_text()) or {}
-        out[p.stem] = raw.get("description", "")
+        out[name] = raw.get("description", "")
     return out
 
 
@@ -212,10 +225,11 @@ def _load_yaml(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if path.suffix in (".yaml", ".yml") and not path.is_file():
         raise ConfigError(f"{path}: no such file (a preset name or the path of a .yaml file)")
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        path = preset_dir() / f"{name_or_path}.yaml"
-        if not path.is_file():
+        found = preset_path(name_or_path)
+        if found is None:
             raise ConfigError(f"unknown preset {name_or_path!r}; known: {', '.join(list_presets())} "
                               "(or give a path to a .yaml file)")
+        path = found
     if str(path) in seen:
         raise ConfigError(f"preset {path} extends itself")
     try:
@@ -415,15 +429,7 @@ def load_config(preset: str | None = None, overrides: list[str] | None = None) -
     if preset:
         raw = _load_yaml(preset)
         cfg.preset = Path(preset).stem if preset.endswith((".yaml", ".yml")) else preset
-        for section, values in raw.items():
-            if section == "preset":
-                continue
-            if section not in SECTIONS:
-                raise ConfigError(f"preset {preset}: unknown section {section!r} (sections: {', '.join(SECTIONS)})")
-            if not isinstance(values, dict):
-                raise ConfigError(f"preset {preset}: section {section!r} must be a mapping")
-            for k, v in values.items():
-                set_value(cfg, f"{section}.{k}", v)
+        _set_sections(cfg, {k: v for k, v in raw.items() if k != "preset"}, f"preset {preset}: ")
     return apply_overrides(cfg, overrides or [])
 
 
@@ -442,14 +448,18 @@ def config_from_dict(d: dict[str, Any]) -> Config:
     if not isinstance(d, dict):
         raise ConfigError(f"a saved config must be a mapping of sections, got {type(d).__name__}")
     cfg = Config()
-    for section, values in d.items():
-        if section == "preset":
-            cfg.preset = _coerce(values, str, "preset") if values is not None else ""
-            continue
+    if d.get("preset") is not None:
+        cfg.preset = _coerce(d["preset"], str, "preset")
+    _set_sections(cfg, {k: v for k, v in d.items() if k != "preset"}, "saved config: ")
+    return validate(normalise(cfg))
+
+
+def _set_sections(cfg: Config, sections: dict[str, Any], where: str) -> None:
+    """``{section: {key: value}}`` into ``cfg``; an unknown section or a non-mapping is a ConfigError."""
+    for section, values in sections.items():
         if section not in SECTIONS:
-            raise ConfigError(f"unknown section {section!r} in the saved config (sections: {', '.join(SECTIONS)})")
+            raise ConfigError(f"{where}unknown section {section!r} (sections: {', '.join(SECTIONS)})")
         if not isinstance(values, dict):
-            raise ConfigError(f"config section {section!r} must be a mapping")
+            raise ConfigError(f"{where}section {section!r} must be a mapping")
         for k, v in values.items():
             set_value(cfg, f"{section}.{k}", v)
-    return validate(normalise(cfg))

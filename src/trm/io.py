@@ -143,8 +143,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         _KNOWN[str(path)] = (st.st_size, st.st_mtime_ns, new["sha256"])
     except (OSError, RuntimeError) as e:     # torch.save reports a full disk as a RuntimeError
         tmp.unlink(missing_ok=True)
-        st = os.statvfs(path.parent)
-        free = st.f_bavail * st.f_frsize >> 20
+        vfs = os.statvfs(path.parent)
+        free = vfs.f_bavail * vfs.f_frsize >> 20
         what = getattr(e, "strerror", None) or (str(e).splitlines() or ["write failed"])[0]
         raise CheckpointError(f"cannot save the checkpoint {path}: {what} ({free} MiB free on its disk); "
                               "the previous checkpoint is intact") from None

@@ -73,6 +73,7 @@ def draw_run_pictures(run_dir: Path, model, ps, meta, result, count: int = 4) ->
     pid = ps.example_puzzle_ids()[:m]
     res = solver.solve_tokens(np.asarray(ps.inputs[:m]), puzzle_ids=pid, halting="fixed", trace=True,
                               batch_size=m)
+    assert res.trace is not None and res.trace_halt is not None   # solved with trace=True
     i = _interesting(res.trace, np.asarray(ps.labels[:m]))
     strip, gif = task.refinement(np.asarray(ps.inputs[i]), res.trace[i], res.trace_halt[i],
                                  np.asarray(ps.labels[i]), grid, title=f"test #{i}, every supervision step")

@@ -27,6 +27,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Literal, cast
 
 import torch
 import torch.distributed as dist
@@ -103,7 +104,7 @@ class Calibration:
 class Precision:
     """The compute dtype of the forward pass (weights stay fp32) and why it was chosen."""
 
-    dtype: str          # bfloat16 | float32
+    dtype: Literal["bfloat16", "float32"]
     reason: str
     requested: str = "auto"
     emulated_bf16: bool = False     # bf16 forced on a device where it runs slower than fp32
@@ -136,7 +137,8 @@ def precision_rule(device_type: str, requested: str, *, cuda_bf16: bool = False,
                 and calibration.bf16_speedup < 1)
         why = "asked for" + (f"; bf16 measured {_ratio(calibration.bf16_speedup)} than fp32 on {where}"
                              if slow and calibration else "")
-        return Precision(requested, why, requested, emulated_bf16=slow)
+        dtype = cast('Literal["bfloat16", "float32"]', requested)   # checked against DTYPE_NAMES above
+        return Precision(dtype, why, requested, emulated_bf16=slow)
     if device_type == "cuda":
         return (Precision("bfloat16", "auto: the GPU supports bf16") if cuda_bf16
                 else Precision("float32", "auto: the GPU has no bf16 support"))

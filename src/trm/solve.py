@@ -208,7 +208,7 @@ class TRM:
                      max_steps: int | None = None, trace: bool = False, batch_size: int = 256,
                      halt_threshold: float = 0.5, rollouts: int = 1, noise: float = 0.0, noise_on: str = "z",
                      noise_at: str = "both", stop_on_valid: bool = False, require_valid: bool = False,
-                     seed: int = 0) -> dict[str, np.ndarray]:
+                     seed: int = 0) -> dict[str, np.ndarray | None]:
         """Every rollout of every puzzle, before selection: arrays of B*K rows (row r = puzzle r // K,
         rollout r % K) named tokens, steps, halt_probs, valid (None without a rule check), trace and
         trace_halt (None unless ``trace``). :func:`select_rollouts` keeps one per puzzle."""
@@ -239,7 +239,7 @@ class TRM:
 
     def _run_rows(self, tokens: np.ndarray, ids: np.ndarray, K: int, cap: int, halting: str, thr: float,
                   trace: bool, noise: float, noise_on: str, noise_at: str, stop_on_valid: bool,
-                  require_valid: bool, gen: torch.Generator) -> dict[str, np.ndarray]:
+                  require_valid: bool, gen: torch.Generator) -> dict[str, np.ndarray | None]:
         """Run B puzzles x K rollouts as one batch of B*K rows (row r = puzzle r // K, rollout r % K)."""
         model, dev = self.model, self.device
         B, S = tokens.shape
@@ -269,6 +269,7 @@ class TRM:
             pred = out.logits.argmax(-1).to(torch.uint8).cpu().numpy()
             p = torch.sigmoid(out.q_halt).float().cpu().numpy()
             if trace:
+                assert tr is not None and th is not None   # allocated when trace
                 tr[rows, k - 1:] = pred[:, None]
                 th[rows, k - 1:] = p[:, None]
             done = run.halts(out, thr).cpu().numpy() if halting == "adaptive" else np.zeros(len(rows), bool)
@@ -293,7 +294,12 @@ class TRM:
     def _checker(self, rows_tok: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
         if self.check(rows_tok[:1], rows_tok[:1]) is None:
             return None
-        return lambda rows, preds: self.check(rows_tok[rows], preds)
+
+        def checker(rows: np.ndarray, preds: np.ndarray) -> np.ndarray:
+            ok = self.check(rows_tok[rows], preds)
+            assert ok is not None   # the task has a check (tested above)
+            return ok
+        return checker
 
 
 def _check_options(halting: str, max_steps: int | None, thr: float, rollouts: int, noise: float, noise_on: str,
@@ -328,8 +334,9 @@ def _perturb(t: torch.Tensor, scale: float, mask: torch.Tensor, gen: torch.Gener
     return (t.float() + eps).to(t.dtype)
 
 
-def _select(r: dict[str, np.ndarray], K: int, select: str, reject_invalid: bool, trace: bool) -> dict:
+def _select(r: dict[str, np.ndarray | None], K: int, select: str, reject_invalid: bool, trace: bool) -> dict:
     """Keep one of the K rollouts per puzzle: rule-passing ones first, then by halting prob or by vote."""
+    assert r["tokens"] is not None and r["steps"] is not None and r["halt_probs"] is not None  # always set
     R, S = r["tokens"].shape
     B = R // K
     probs = r["halt_probs"].reshape(B, K)
@@ -354,15 +361,20 @@ def _select(r: dict[str, np.ndarray], K: int, select: str, reject_invalid: bool,
         choice[b] = best
         agree[b] = float((answers[b] == answers[b, best]).all(-1).mean())
     idx = np.arange(B) * K + choice
+    trace_rows: np.ndarray | None = None
+    trace_halt_rows: np.ndarray | None = None
+    if trace:
+        assert r["trace"] is not None and r["trace_halt"] is not None   # kept by a trace=True run
+        trace_rows, trace_halt_rows = r["trace"][idx], r["trace_halt"][idx]
     out = {"tokens": r["tokens"][idx], "steps": r["steps"][idx], "halt_probs": r["halt_probs"][idx],
-           "trace": r["trace"][idx] if trace else None, "trace_halt": r["trace_halt"][idx] if trace else None,
+           "trace": trace_rows, "trace_halt": trace_halt_rows,
            "compute_steps": r["steps"].reshape(B, K).sum(1).astype(np.int64),
            "valid": valid[np.arange(B), choice] if valid is not None else None,
            "rollout": choice.astype(np.int32), "agreement": agree}
     return out
 
 
-def select_rollouts(rows: dict[str, np.ndarray], K: int, select: str = "halt", reject_invalid: bool = True
+def select_rollouts(rows: dict[str, np.ndarray | None], K: int, select: str = "halt", reject_invalid: bool = True
                     ) -> SolveResult:
     """One answer per puzzle from :meth:`TRM.run_rollouts` rows (K rollouts per puzzle): rule-passing
     rollouts first (``reject_invalid``), then the highest halting probability or the majority answer."""
@@ -370,14 +382,16 @@ def select_rollouts(rows: dict[str, np.ndarray], K: int, select: str = "halt", r
         raise ConfigError(f"select must be one of {SELECT}, got {select!r}")
     res = SolveResult(**_select(rows, K, select, reject_invalid, rows["trace"] is not None))
     if res.trace is not None and len(res.steps):
+        assert res.trace_halt is not None   # set together with trace
         last = int(res.steps.max())
         res.trace, res.trace_halt = res.trace[:, :last], res.trace_halt[:, :last]
     res.answers = list(res.tokens)
     return res
 
 
-def first_rollouts(rows: dict[str, np.ndarray], K: int, k: int) -> dict[str, np.ndarray]:
+def first_rollouts(rows: dict[str, np.ndarray | None], K: int, k: int) -> dict[str, np.ndarray | None]:
     """The rows of the first ``k`` of ``K`` rollouts of every puzzle (a K=k run with the same noise)."""
+    assert rows["tokens"] is not None   # always set
     keep = np.arange(len(rows["tokens"])) % K < k
     return {name: (a[keep] if a is not None else None) for name, a in rows.items()}
 
@@ -426,7 +440,7 @@ def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "tr
             if not isinstance(shadow, dict):
                 raise CheckpointError(f"{path}: the EMA state holds no 'shadow' weights")
             weights.update(shadow)
-        data = {"task": "", "grid_shape": None}
+        data: dict[str, Any] = {"task": "", "grid_shape": None}
         data_dir = Path(cfg.data.path)
         if cfg.data.path and (data_dir / "train" / "dataset.json").is_file():
             from trm.data.format import read_metadata

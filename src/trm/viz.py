@@ -12,7 +12,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -239,6 +239,30 @@ def refinement_gif(frames: Sequence[Image.Image], path: str | os.PathLike, durat
         canvas.append(im)
     return atomic_write_bytes(path, lambda tmp: canvas[0].save(
         tmp, format="GIF", save_all=True, append_images=canvas[1:], duration=int(duration_ms), loop=0))
+
+
+def step_strip(draw: Callable[..., Image.Image], steps: Sequence[np.ndarray], halt_probs: Sequence[float] | None,
+               truth: np.ndarray | None = None, *, start: Image.Image | None = None, start_caption: str = "input",
+               max_cols: int = 8, title: str | None = None) -> Image.Image:
+    """A task's answer after each supervision step: ``draw(board, truth=, changed=)`` per step (cells changed
+    since the previous step marked), captioned "step k  halt p=0.93" plus the wrong cells against ``truth``;
+    ``start`` (the puzzle's own picture) first."""
+    if not steps:
+        raise ValueError("refinement: empty trace")
+    wrong = None if truth is None else [int(np.sum(b != truth)) for b in steps]
+    frames = [draw(b, truth=truth, changed=m) for b, m in zip(steps, _changes(list(steps)))]
+    caps = _step_captions(len(steps), halt_probs, wrong)
+    if start is not None:
+        frames.insert(0, start)
+        caps.insert(0, start_caption + ("\n" if wrong is not None else ""))
+    return refinement_strip(frames, caps, max_cols=max_cols, title=title)
+
+
+def step_frames(draw: Callable[..., Image.Image], steps: Sequence[np.ndarray], halt_probs: Sequence[float],
+                truth: np.ndarray | None = None) -> list[Image.Image]:
+    """One titled picture per supervision step (changed cells marked): the frames of a refinement GIF."""
+    return [draw(b, truth=truth, changed=m, title=f"step {k + 1}  halt p={float(p):.2f}")
+            for k, (b, m, p) in enumerate(zip(steps, _changes(list(steps)), halt_probs))]
 
 
 def _step_captions(n: int, halt_probs: Sequence[float] | None, wrong: list[int] | None) -> list[str]:

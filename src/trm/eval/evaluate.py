@@ -127,6 +127,7 @@ def _run_rows(model: RecursiveReasoner, ps: PuzzleSet, labels_all: torch.Tensor,
             exact_np = exact.cpu().numpy()
             r.exact_at[local, k - 1] = exact_np
             if keep_trace:
+                assert r.trace is not None   # allocated when keep_trace
                 r.trace[local, k - 1:] = pred.cpu().numpy().astype(np.uint8)[:, None]
             if halting == "fixed":
                 newly = (~halted[active] & halts).cpu().numpy() if k < N_sup else np.zeros(len(local), bool)

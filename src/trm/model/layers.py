@@ -107,6 +107,9 @@ class SwiGLU(nn.Module):
 class Rotary(nn.Module):
     """Rotary position embedding tables (base theta); positions 0..seq_len-1, the prefix first."""
 
+    cos: torch.Tensor  # buffers registered in __init__
+    sin: torch.Tensor
+
     def __init__(self, head_dim: int, seq_len: int, theta: float):
         super().__init__()
         inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
@@ -191,6 +194,7 @@ class Block(nn.Module):
                  rotary: Rotary | None, eps: float, zero_init_residual: bool = False):
         super().__init__()
         self.eps, self.mixer_kind = eps, mixer
+        self.mixer: Attention | SequenceMLP
         if mixer == "attention":
             self.mixer = Attention(dim, num_heads, rotary, zero_init_out=zero_init_residual)
         else:
@@ -201,6 +205,7 @@ class Block(nn.Module):
         if self.mixer_kind == "attention":
             h = rms_norm(self.mixer(h) + h, self.eps)
         else:   # mix along the sequence, with the norm over the sequence axis (as the public code)
+            assert isinstance(self.mixer, SequenceMLP)                # mixer_kind != "attention"
             h_t = h.transpose(1, 2).contiguous()                      # [B, D, S]
             h = rms_norm(self.mixer.forward_t(h_t) + h_t, self.eps).transpose(1, 2).contiguous()
         # The freshly computed term first: the sum then takes its (contiguous) layout.

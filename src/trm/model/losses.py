@@ -28,12 +28,8 @@ def _labels_for_gather(labels: torch.Tensor, ignore_index: int) -> tuple[torch.T
     return valid, torch.where(valid, labels, torch.zeros_like(labels))
 
 
-def stablemax_cross_entropy(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    ignore_index: int = IGNORE_INDEX,
-    dtype: torch.dtype = torch.float64,
-) -> torch.Tensor:
+def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+                            dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Stable-max cross-entropy per position; 0 where ``labels == ignore_index``.
 
     s(v) = v + 1 for v >= 0 and 1 / (1 - v) for v < 0;  p_i = s(v_i) / sum_j s(v_j);  loss = -log p_label.
@@ -60,12 +56,8 @@ def stablemax_cross_entropy(
     return torch.where(valid, log_norm - log_s, zero)
 
 
-def softmax_cross_entropy(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    ignore_index: int = IGNORE_INDEX,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
+def softmax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+                          dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Softmax cross-entropy per position in ``dtype``; 0 where ``labels == ignore_index``."""
     loss = F.cross_entropy(
         logits.to(dtype).reshape(-1, logits.shape[-1]),

@@ -32,6 +32,8 @@ from torch import nn
 class PuzzleEmbedding(nn.Module):
     """Table ``weight`` [num_ids, dim] (fp32 buffer, zeros unless ``init_std`` > 0)."""
 
+    weight: torch.Tensor  # registered as a buffer in __init__
+
     def __init__(self, num_ids: int, dim: int, init_std: float = 0.0) -> None:
         super().__init__()
         if num_ids < 1 or dim < 1:

@@ -59,6 +59,9 @@ def network_calls(m: ModelConfig) -> int:
 
 
 class RecursiveReasoner(nn.Module):
+    y_init: torch.Tensor  # buffers registered in __init__
+    z_init: torch.Tensor
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if not (cfg.vocab_size and cfg.seq_len):
@@ -86,6 +89,7 @@ class RecursiveReasoner(nn.Module):
 
         self.answer_head = Linear(D, cfg.vocab_size)
         self.halt_head = Linear(D, 2, bias=True, zero_init=True)
+        assert self.halt_head.bias is not None  # built with bias=True
         with torch.no_grad():
             self.halt_head.bias.fill_(-5.0)
 

@@ -64,7 +64,6 @@ class Task:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""             # one line for `trm data --help` and `trm solve --help`
     puzzle_help: ClassVar[str] = ""         # what `trm solve NAME PUZZLE` takes
-    uses_csv: ClassVar[bool] = False        # `trm data NAME --source csv PATH` is possible
     submission: ClassVar[bool] = False      # the test split can be written as a competition submission
     trace_rows: ClassVar[int] = 128         # held-out puzzles traced for the report's refinement picture
     legend: ClassVar[str] = "cells that differ from the label outlined red"   # how pictures mark mistakes
@@ -144,6 +143,35 @@ class Task:
         return 0
 
 
+def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--source generate | csv PATH`` and ``--csv-test``: a generated dataset or the public CSV files."""
+    parser.add_argument("--source", default=["generate"], nargs="+", metavar="SOURCE",
+                        help="generate | csv PATH | csv:PATH (a directory with train.csv and test.csv, or the "
+                        "train CSV)")
+    parser.add_argument("--csv-test", default=None, help="test CSV (default: test.csv beside the train CSV)")
+
+
+def csv_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--source`` / ``--csv-test`` (:func:`add_csv_arguments`) -> the builder's source options."""
+    source, csv_test = args.source, args.csv_test
+    if isinstance(source, list):            # `--source csv PATH` (two words) or `--source csv:PATH`
+        if len(source) > 2 or (len(source) == 2 and source[0] != "csv"):
+            raise ConfigError(f"--source takes 'generate', 'csv PATH' or 'csv:PATH', got {' '.join(source)!r}")
+        source = ":".join(source) if len(source) == 2 else source[0]
+    if source == "generate":
+        return {"source": "generate"}
+    if source.startswith("csv"):
+        path = source[3:].lstrip(":= ") or None
+        if not path:
+            raise ConfigError("--source csv needs a path: --source csv:PATH (a train CSV or a directory "
+                              "holding train.csv and test.csv)")
+        p = Path(path)
+        train = p / "train.csv" if p.is_dir() else p
+        test = Path(csv_test) if csv_test else train.with_name("test.csv")
+        return {"source": "csv", "csv_train": str(train), "csv_test": str(test)}
+    raise ConfigError(f"--source must be 'generate' or 'csv:PATH', got {source!r}")
+
+
 def defaults(func: Any) -> dict[str, Any]:
     """A function's keyword defaults: CLI flags take theirs from the builder, never restate them."""
     import inspect
@@ -164,6 +192,7 @@ def print_solve_summary(res: SolveResult, args: argparse.Namespace, verdict: str
     print(f"{verdict}; {int(res.steps[0])} supervision step(s); halting probability "
           f"{res.halt_probs[0]:.2f}{suffix}")
     if args.rollouts > 1:
+        assert res.rollout is not None and res.agreement is not None and res.compute_steps is not None  # selected
         print(f"rollout {int(res.rollout[0])} of {args.rollouts} chosen (select={args.select}, noise {args.noise}); "
               f"{res.agreement[0]:.0%} of the rollouts agree; {int(res.compute_steps[0])} supervision steps in all")
 

@@ -13,7 +13,7 @@ gradients are averaged by DistributedDataParallel; the puzzle table is a buffer 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -82,8 +82,9 @@ class Engine:
         self.stream = ExampleStream(train_set, seed=t.seed)
         self.gen = torch.Generator().manual_seed(t.seed + 1)   # exploration draws (global, on CPU)
 
+        betas = cast("tuple[float, float]", tuple(t.betas))    # build_optimizer checks the length
         self.optimizer = build_optimizer(t.optimizer, [p for p in model.parameters() if p.requires_grad],
-                                         lr=t.lr, weight_decay=t.weight_decay, betas=tuple(t.betas))
+                                         lr=t.lr, weight_decay=t.weight_decay, betas=betas)
         self.sparse_opt = (SignSGD(model.puzzle_emb, lr=t.puzzle_emb_lr, weight_decay=t.puzzle_emb_weight_decay)
                            if model.puzzle_emb is not None else None)
         self.ema = EMA(model, rate=t.ema_rate, warmup=t.ema_warmup) if t.ema else None
@@ -229,7 +230,7 @@ class Engine:
         print(f"warning: {msg}; step skipped")
         return False
 
-    def _metrics(self, seq, out, halted, steps, terms, lr) -> dict[str, torch.Tensor]:
+    def _metrics(self, seq, out, halted, steps, terms, lr) -> dict[str, float]:
         valid = halted & (seq.counts > 0)
         cell_acc = seq.correct.sum(-1) / seq.counts.clamp_min(1)
         vals = {

@@ -10,8 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from trm.errors import PuzzleError
-from trm.viz import (RGB, THIN_LINE, _add_band, _board, _font, _grid_of_rows, _in_range, _text_centered,
-                     refinement_strip)
+from trm.viz import RGB, THIN_LINE, _add_band, _board, _font, _grid_of_rows, _in_range, _text_centered, refinement_strip
 
 ARC_PALETTE: tuple[RGB, ...] = (
     (0x00, 0x00, 0x00),  # 0 black

@@ -105,18 +105,20 @@ def parse_task(task: Any, task_id: str = "task") -> ArcTask:
     for split in ("train", "test"):
         if not isinstance(task[split], list) or not task[split]:
             raise PuzzleError(f"{where}: {split!r} must be a non-empty list of pairs")
-    demos, tests = [], []
+    demos: list[tuple[np.ndarray, np.ndarray | None]] = []
+    tests: list[tuple[np.ndarray, np.ndarray | None]] = []
     for split, out in (("train", demos), ("test", tests)):
         for i, pair in enumerate(task[split]):
             if not isinstance(pair, dict) or "input" not in pair:
                 raise PuzzleError(f"{where} {split} pair {i}: expected an object with 'input' (and 'output')")
-            if split == "train" and "output" not in pair:
-                raise PuzzleError(f"{where} train pair {i}: missing key 'output' (demonstrations need outputs)")
+            if split == "train" and pair.get("output") is None:
+                what = "'output' is null" if "output" in pair else "missing key 'output'"
+                raise PuzzleError(f"{where} train pair {i}: {what} (demonstrations need outputs)")
             a = grid_array(pair["input"], f"{where} {split} pair {i} input")
             b = pair.get("output")
             b = None if b is None else grid_array(b, f"{where} {split} pair {i} output")
             out.append((a, b))
-    return ArcTask(task_id, demos, tests)
+    return ArcTask(task_id, [(a, b) for a, b in demos if b is not None], tests)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -259,8 +261,10 @@ def adapt(solver, task: ArcTask, *, versions: int = 32, steps: int = 100, lr: fl
                     if optimizer == "adam":
                         opt.step()
                     else:
-                        used = weight.grad.abs().sum(1) > 0
-                        weight[used] = weight[used] * (1 - lr * wd) - lr * weight.grad[used].sign()
+                        grad: torch.Tensor | None = weight.grad     # set by loss.backward()
+                        assert grad is not None
+                        used = grad.abs().sum(1) > 0
+                        weight[used] = weight[used] * (1 - lr * wd) - lr * grad[used].sign()
                 losses.append(float(loss.detach()))
                 bar.update(1)
                 exact_last[idx[active.cpu().numpy()]] = seq.exact.detach().cpu().numpy()
@@ -370,9 +374,10 @@ def solve_arc_cli(solver, args) -> int:
     from trm import viz
     from trm.tasks.arc.pictures import draw_arc_task, refinement_frames
     steps = getattr(args, "adapt_steps", None)
-    opts = dict(versions=getattr(args, "versions", None) or 32, adapt_steps=100 if steps is None else steps,
-                adapt_lr=getattr(args, "adapt_lr", None), seed=getattr(args, "seed", 0) or 0,
-                max_steps=getattr(args, "max_steps", None))
+    opts: dict[str, Any] = dict(versions=getattr(args, "versions", None) or 32,
+                                adapt_steps=100 if steps is None else steps,
+                                adapt_lr=getattr(args, "adapt_lr", None), seed=getattr(args, "seed", 0) or 0,
+                                max_steps=getattr(args, "max_steps", None))
     res = solve_tasks(solver, args.puzzle, halting=args.halting, trace=bool(args.gif), rollouts=args.rollouts,
                       noise=args.noise, select=args.select, progress=True, **opts)
     ex = res.extra

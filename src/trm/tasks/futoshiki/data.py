@@ -33,7 +33,7 @@ from __future__ import annotations
 import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -148,7 +148,9 @@ def parse_futoshiki(text: str) -> Futoshiki:
                 raise PuzzleError(f"line {ln_no}: two '^'/'v' lines in a row")
             pending = (len(rows) - 1, [(i, 1 if ch == "^" else 2) for i, ch in enumerate(line) if ch != " "])
             continue
-        cells, cols, rels = [], [], []
+        cells: list[int] = []
+        cols: list[int] = []
+        rels: list[int] = []
         expect_cell, i = True, 0
         for tok_start, tok in _tokens(line):
             if tok in ("<", ">"):
@@ -416,7 +418,9 @@ def solve(p: Futoshiki, limit: int = 2, rng: np.random.Generator | None = None) 
 
 
 def random_latin_square(n: int, rng: np.random.Generator) -> np.ndarray:
-    return solve(empty_puzzle(n), limit=1, rng=rng).solution
+    sol = solve(empty_puzzle(n), limit=1, rng=rng).solution
+    assert sol is not None   # an empty grid always has a solution
+    return sol
 
 
 def generate(n: int, rng: np.random.Generator, inequality_density: float = 0.35,
@@ -571,8 +575,8 @@ def build_futoshiki_dataset(out_dir: str | Path, *, size: int = 5, train_size: i
     check_output_dir(out_dir, need_bytes=2 * s * (train_size * (1 + num_aug) + test_size) + (1 << 20))
     options = dict(size=size, train_size=train_size, num_aug=num_aug, test_size=test_size, seed=seed,
                    inequality_density=inequality_density, extra_givens=extra_givens)
-    kw = dict(size=size, inequality_density=inequality_density, extra_givens=extra_givens, workers=workers,
-              progress=progress)
+    kw: dict[str, Any] = dict(size=size, inequality_density=inequality_density, extra_givens=extra_givens,
+                              workers=workers, progress=progress)
     train = generate_many(train_size, seed, stream=0, **kw)
     test = generate_many(test_size, seed, stream=1, **kw)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))

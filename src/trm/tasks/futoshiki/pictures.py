@@ -10,8 +10,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from trm.tasks.futoshiki.data import Futoshiki
-from trm.viz import (BLACK, CHANGED, FILLED, GIVEN, INK, THIN_LINE, WHITE, WRONG, _add_band, _changes, _font,
-                     _step_captions, _text_centered, _title_size, refinement_strip)
+from trm.viz import (BLACK, CHANGED, FILLED, GIVEN, INK, THIN_LINE, WHITE, WRONG, _add_band, _font, _text_centered,
+                     _title_size, step_frames, step_strip)
 
 
 def draw_futoshiki(p: Futoshiki, solution: np.ndarray | None = None, *, truth: np.ndarray | None = None,
@@ -65,20 +65,14 @@ def futoshiki_refinement(p: Futoshiki, trace: Sequence[np.ndarray], halt_probs: 
     """The answer after each supervision step, changed cells yellow, captioned with the halting
     probability (and the number of wrong cells when ``truth`` is given)."""
     boards = [np.asarray(b).reshape(p.size, p.size) for b in trace]
-    if not boards:
-        raise ValueError("futoshiki_refinement: empty trace")
-    wrong = None if truth is None else [int(np.sum(b != np.asarray(truth).reshape(b.shape))) for b in boards]
-    frames = [draw_futoshiki(p, b, truth=truth, changed=m, cell=cell) for b, m in zip(boards, _changes(boards))]
-    caps = _step_captions(len(boards), halt_probs, wrong)
-    if show_input:
-        frames.insert(0, draw_futoshiki(p, cell=cell))
-        caps.insert(0, "puzzle" + ("\n" if wrong is not None else ""))
-    return refinement_strip(frames, caps, max_cols=max_cols, title=title)
+    tru = None if truth is None else np.asarray(truth).reshape(p.size, p.size)
+    return step_strip(lambda b, **kw: draw_futoshiki(p, b, cell=cell, **kw), boards, halt_probs, tru,
+                      start=draw_futoshiki(p, cell=cell) if show_input else None, start_caption="puzzle",
+                      max_cols=max_cols, title=title)
 
 
 def refinement_frames(p: Futoshiki, boards: Sequence[np.ndarray], halt_probs: Sequence[float],
                       truth: np.ndarray | None = None) -> list[Image.Image]:
     """One titled picture per supervision step: the frames of a refinement GIF."""
     boards = [np.asarray(b).reshape(p.size, p.size) for b in boards]
-    return [draw_futoshiki(p, b, truth=truth, changed=m, title=f"step {k + 1}  halt p={float(h):.2f}")
-            for k, (b, m, h) in enumerate(zip(boards, _changes(boards), halt_probs))]
+    return step_frames(lambda b, **kw: draw_futoshiki(p, b, **kw), boards, halt_probs, truth)

@@ -11,20 +11,19 @@ from typing import Any
 import numpy as np
 
 from trm.errors import PuzzleError
-from trm.tasks.base import (Task, defaults, grid_shape, print_solve_summary, read_puzzle_text, rollout_options,
-                            save_pictures)
-
-WHAT = "a maze text file: one line per row over '# SG', '#' wall, ' ' open, 'S' start, 'G' goal"
+from trm.tasks.base import (Task, add_csv_arguments, csv_options, defaults, grid_shape, print_solve_summary,
+                            read_puzzle_text, rollout_options, save_pictures)
 
 
 class MazeTask(Task):
     name = "maze"
     legend = "cells differing from the label outlined orange"
     summary = "generated mazes or the Maze-Hard CSV files"
-    puzzle_help = "a text file (one line per row: '#' wall, ' ' open, 'S' start, 'G' goal), or - for standard input"
-    uses_csv = True
+    puzzle_help = ("a maze text file (one line per row: '#' wall, ' ' open, 'S' start, 'G' goal), or - for "
+                   "standard input")
 
     def add_build_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_csv_arguments(parser)
         from trm.tasks.maze.data import DEFAULT_MIN_PATH, DEFAULT_SIZE, DEFAULT_WALL_DENSITY, build_maze_dataset
         parser.add_argument("--size", type=int, default=DEFAULT_SIZE,
                             help=f"generated: grid side (default {DEFAULT_SIZE}, Maze-Hard's)")
@@ -47,7 +46,8 @@ class MazeTask(Task):
                    "test_size": args.test_size, "aug": args.aug}
         if args.wall_density is not None:
             options["wall_density"] = args.wall_density
-        if getattr(args, "source", None) and args.source[0].startswith("csv"):
+        options.update(csv_options(args))
+        if options["source"] == "csv":
             options.pop("size")                  # the side comes from the files
         return options
 
@@ -91,9 +91,9 @@ class MazeTask(Task):
     # -- solving ---------------------------------------------------------------------------------
     def read_puzzle(self, arg: str) -> Any:
         from trm.tasks.maze.data import OPEN, PATH, parse_maze
-        text = read_puzzle_text(arg, WHAT)
+        text = read_puzzle_text(arg, self.puzzle_help)
         if "\n" not in text.strip():
-            raise PuzzleError(f"{arg}: no such file (give {WHAT})")
+            raise PuzzleError(f"{arg}: no such file (give {self.puzzle_help})")
         grid = parse_maze(text)
         if (grid == PATH).any():
             print("note: the path drawn in the maze ('o') was cleared; the model finds its own", file=sys.stderr)

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from trm.viz import (CHANGED, INK, RGB, WHITE, _add_band, _board, _changes, _font, _in_range, _mask,
-                     _same_shape, _step_captions, _text_centered, _title_size, refinement_strip)
+from trm.viz import (CHANGED, INK, RGB, WHITE, _add_band, _board, _font, _in_range, _mask, _same_shape,
+                     _text_centered, _title_size, step_frames, step_strip)
 
 MAZE_COLORS: dict[int, RGB] = {
     0: (222, 222, 222),   # PAD
@@ -88,20 +88,13 @@ def maze_refinement(maze: np.ndarray, trace: Sequence[np.ndarray], halt_probs: S
     after each supervision step; changed cells in yellow, cells differing from truth outlined orange."""
     m = _board(maze, "maze", square=True)
     grids = [_board(t, f"trace[{k}]", square=True) for k, t in enumerate(trace)]
-    if not grids:
-        raise ValueError("maze_refinement: empty trace")
     tru = None if truth is None else _board(truth, "truth", square=True)
-    wrong = None if tru is None else [int(np.sum(g != tru)) for g in grids]
-    frames = [draw_maze(g, truth=tru, changed=c, cell=cell) for g, c in zip(grids, _changes(grids))]
-    caps = _step_captions(len(grids), halt_probs, wrong)
-    if show_input:
-        frames.insert(0, draw_maze(m, cell=cell))
-        caps.insert(0, "maze" + ("\n" if wrong is not None else ""))
-    return refinement_strip(frames, caps, max_cols=max_cols, title=title)
+    return step_strip(lambda g, **kw: draw_maze(g, cell=cell, **kw), grids, halt_probs, tru,
+                      start=draw_maze(m, cell=cell) if show_input else None, start_caption="maze",
+                      max_cols=max_cols, title=title)
 
 
 def refinement_frames(grids: Sequence[np.ndarray], halt_probs: Sequence[float], truth: np.ndarray | None = None,
                       cell: int = 16) -> list[Image.Image]:
     """One titled maze per supervision step (changed cells yellow): the frames of a refinement GIF."""
-    return [draw_maze(g, truth=truth, changed=m, cell=cell, title=f"step {k + 1}  halt p={float(p):.2f}")
-            for k, (g, m, p) in enumerate(zip(grids, _changes(list(grids)), halt_probs))]
+    return step_frames(lambda g, **kw: draw_maze(g, cell=cell, **kw), grids, halt_probs, truth)

@@ -10,20 +10,18 @@ from typing import Any
 import numpy as np
 
 from trm.errors import PuzzleError
-from trm.tasks.base import (Task, defaults, grid_shape, print_solve_summary, read_puzzle_text, rollout_options,
-                            save_pictures)
-
-WHAT = "a Sudoku: 81 characters ('.' or '0' blank) or a file"
+from trm.tasks.base import (Task, add_csv_arguments, csv_options, defaults, grid_shape, print_solve_summary,
+                            read_puzzle_text, rollout_options, save_pictures)
 
 
 class SudokuTask(Task):
     name = "sudoku"
     legend = "blue digits filled, red wrong"
     summary = "generated puzzles or the Sudoku-Extreme CSV files"
-    puzzle_help = "81 characters ('.' or '0' blank), a file holding them, or - for standard input"
-    uses_csv = True
+    puzzle_help = "a Sudoku: 81 characters ('.' or '0' blank), a file holding them, or - for standard input"
 
     def add_build_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_csv_arguments(parser)
         from trm.tasks.sudoku.data import DIFFICULTIES, build_sudoku_dataset
         d = defaults(build_sudoku_dataset)
         parser.add_argument("--difficulty", default=d["difficulty"], choices=tuple(DIFFICULTIES),
@@ -44,7 +42,8 @@ class SudokuTask(Task):
 
     def build_options(self, args: argparse.Namespace) -> dict[str, Any]:
         return {"size": args.size, "train_size": args.train_size, "num_aug": args.num_aug,
-                "test_size": args.test_size, "difficulty": args.difficulty, "min_rating": args.min_rating}
+                "test_size": args.test_size, "difficulty": args.difficulty, "min_rating": args.min_rating,
+                **csv_options(args)}
 
     def build(self, out_dir: str | Path, *, progress: bool = True, **options: Any) -> Path:
         from trm.tasks.sudoku.data import build_sudoku_dataset
@@ -80,7 +79,7 @@ class SudokuTask(Task):
     # -- solving ---------------------------------------------------------------------------------
     def read_puzzle(self, arg: str) -> Any:
         from trm.tasks.sudoku.data import parse_sudoku
-        text = read_puzzle_text(arg, WHAT)
+        text = read_puzzle_text(arg, self.puzzle_help)
         parse_sudoku(text)
         return text
 

@@ -513,6 +513,7 @@ def generate_puzzle(rng: np.random.Generator | int, size: int = 9, givens: int |
         if givens is not None and sum(v > 0 for v in values) != givens:
             continue
         start = _initial_candidates(g, values)
+        assert start is not None   # the givens come from a valid grid
         _, rating = _search(g, start[0], start[1], 2)
         if rating >= min_backtracks and (max_backtracks is None or rating <= max_backtracks):
             shape = (g.side, g.side)

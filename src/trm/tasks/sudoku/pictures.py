@@ -10,9 +10,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from trm.errors import PuzzleError
-from trm.viz import (BLACK, CHANGED, FILLED, GIVEN, INK, RGB, THIN_LINE, WHITE, WRONG, _add_band, _board,
-                     _changes, _font, _in_range, _mask, _same_shape, _step_captions, _text_centered,
-                     _title_size, refinement_strip)
+from trm.viz import (BLACK, CHANGED, FILLED, GIVEN, INK, RGB, THIN_LINE, WHITE, WRONG, _add_band, _board, _font,
+                     _in_range, _mask, _same_shape, _text_centered, _title_size, step_frames, step_strip)
+
 
 def draw_sudoku(puzzle: np.ndarray, solution: np.ndarray | None = None, *, truth: np.ndarray | None = None,
                 changed: np.ndarray | None = None, title: str | None = None, cell: int = 40) -> Image.Image:
@@ -92,20 +92,13 @@ def sudoku_refinement(puzzle: np.ndarray, trace: Sequence[np.ndarray], halt_prob
     step in yellow, captioned "step k  halt p=0.93" (plus the number of wrong cells when truth is given)."""
     p = _board(puzzle, "puzzle", square=True)
     boards = [_board(t, f"trace[{k}]", square=True) for k, t in enumerate(trace)]
-    if not boards:
-        raise ValueError("sudoku_refinement: empty trace")
     tru = None if truth is None else _board(truth, "truth", square=True)
-    wrong = None if tru is None else [int(np.sum(b != tru)) for b in boards]
-    frames = [draw_sudoku(p, b, truth=tru, changed=m, cell=cell) for b, m in zip(boards, _changes(boards))]
-    caps = _step_captions(len(boards), halt_probs, wrong)
-    if show_input:
-        frames.insert(0, draw_sudoku(p, cell=cell))
-        caps.insert(0, "puzzle" + ("\n" if wrong is not None else ""))
-    return refinement_strip(frames, caps, max_cols=max_cols, title=title)
+    return step_strip(lambda b, **kw: draw_sudoku(p, b, cell=cell, **kw), boards, halt_probs, tru,
+                      start=draw_sudoku(p, cell=cell) if show_input else None, start_caption="puzzle",
+                      max_cols=max_cols, title=title)
 
 
 def refinement_frames(puzzle: np.ndarray, boards: Sequence[np.ndarray], halt_probs: Sequence[float],
                       truth: np.ndarray | None = None) -> list[Image.Image]:
     """One titled board per supervision step (changed cells yellow): the frames of a refinement GIF."""
-    return [draw_sudoku(puzzle, b, truth=truth, changed=m, title=f"step {k + 1}  halt p={float(p):.2f}")
-            for k, (b, m, p) in enumerate(zip(boards, _changes(list(boards)), halt_probs))]
+    return step_frames(lambda b, **kw: draw_sudoku(puzzle, b, **kw), boards, halt_probs, truth)
