@@ -145,3 +145,20 @@ def test_every_option_of_every_command_is_described():
     maze = next(c for p, c in walk(build_parser(), "trm") if p == "trm data maze" and c.dest == "wall_density")
     from trm.tasks.maze.data import DEFAULT_WALL_DENSITY
     assert f"(default {DEFAULT_WALL_DENSITY})" in maze.help
+
+
+@pytest.mark.parametrize("preset", ["sudoku-cpu", "maze-cpu", "arc-cpu", "futoshiki-cpu"])
+def test_info_counts_parameters_before_the_dataset_exists(capsys, tmp_path, preset):
+    """The task's dims (from data.build) give the model's shape; the count equals the built model's."""
+    import torch
+
+    from trm.config import load_config
+    from trm.model.recursive import RecursiveReasoner
+    from trm.tasks import dims_from_build
+    code, out, err = run_cli(capsys, "info", preset, f"data.path={tmp_path / 'none'}")
+    assert code == 0, err
+    info = json.loads(out)
+    cfg = load_config(preset, [f"data.path={tmp_path / 'none'}"])
+    assert dims_from_build(cfg)
+    with torch.device("meta"):
+        assert info["params"] == RecursiveReasoner(cfg.model).num_params() > 0

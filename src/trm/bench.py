@@ -174,15 +174,9 @@ class Case:
 
 def _preset_model_dims(cfg) -> None:
     """vocab / seq_len of a preset whose dataset is not built: from its data.build (or leave)."""
-    m, b = cfg.model, cfg.data.build or {}
-    if m.vocab_size and m.seq_len:
-        return
-    from trm.tasks import REGISTRY
-    task = REGISTRY.get(str(b.get("task", "")))
-    dims = task.dims(b) if task else None
-    if dims:
-        m.vocab_size, m.seq_len = m.vocab_size or dims[0], m.seq_len or dims[1]
-    m.num_puzzle_ids = m.num_puzzle_ids or 1
+    from trm.tasks import dims_from_build
+    dims_from_build(cfg)
+    cfg.model.num_puzzle_ids = cfg.model.num_puzzle_ids or 1
 
 
 def case_config(case: Case):

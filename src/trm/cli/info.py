@@ -34,6 +34,9 @@ def preset_info(cfg) -> dict:
         fill_model_dims(cfg, meta)
         info["total_steps_from"] = "dataset"
     m = cfg.model
+    from trm.tasks import dims_from_build
+    if meta is None and dims_from_build(cfg) and not m.num_puzzle_ids:   # not built yet: the task knows the shape
+        info["note"] = "the puzzle table counted with 1 identifier until the dataset is built"
     if not (m.vocab_size and m.seq_len):
         info["params"] = None
         info["note"] = "vocab_size/seq_len come from the dataset, which is not built yet"

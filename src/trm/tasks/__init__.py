@@ -19,7 +19,7 @@ from trm.tasks.sudoku import SudokuTask
 REGISTRY: dict[str, Task] = {t.name: t for t in (SudokuTask(), MazeTask(), ArcTask(), FutoshikiTask())}
 TASKS = tuple(REGISTRY)
 
-__all__ = ["REGISTRY", "TASKS", "Task", "build_dataset", "get", "grid_shape", "infer_task"]
+__all__ = ["REGISTRY", "TASKS", "Task", "build_dataset", "dims_from_build", "get", "grid_shape", "infer_task"]
 
 
 def get(name: str) -> Task:
@@ -33,6 +33,17 @@ def get(name: str) -> Task:
 def infer_task(vocab_size: int, seq_len: int) -> str:
     """The task of a dataset that names none (the public builders' layout), or "" when no task claims it."""
     return next((t.name for t in REGISTRY.values() if t.recognises(vocab_size, seq_len)), "")
+
+
+def dims_from_build(cfg: Any) -> bool:
+    """Fill ``cfg.model.vocab_size`` / ``seq_len`` from ``data.build`` (its task's :meth:`~Task.dims`) when
+    the dataset is not built yet; True when they are known afterwards."""
+    m, build = cfg.model, cfg.data.build or {}
+    task = REGISTRY.get(str(build.get("task", "")))
+    dims = task.dims(build) if task and not (m.vocab_size and m.seq_len) else None
+    if dims:
+        m.vocab_size, m.seq_len = m.vocab_size or dims[0], m.seq_len or dims[1]
+    return bool(m.vocab_size and m.seq_len)
 
 
 def build_dataset(out_dir: str | Path, build: dict[str, Any], progress: bool = True) -> Path:
