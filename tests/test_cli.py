@@ -162,3 +162,15 @@ def test_info_counts_parameters_before_the_dataset_exists(capsys, tmp_path, pres
     assert dims_from_build(cfg)
     with torch.device("meta"):
         assert info["params"] == RecursiveReasoner(cfg.model).num_params() > 0
+
+
+@pytest.mark.parametrize("argv", [["solve", "sudoku", "bad"], ["eval", "RUN", "--batch-size", "0"], ["--help"],
+                                  ["data", "maze", "--help"]])
+def test_help_and_early_errors_do_not_import_torch(argv):
+    """A bad puzzle or option is refused in a fraction of a second: torch (over 1 s to import) is not loaded."""
+    import subprocess
+    import sys
+    code = ("import sys\nfrom trm.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)" % argv)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr

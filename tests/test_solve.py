@@ -12,10 +12,10 @@ import torch
 import trm
 from conftest import run_cli
 from trm.errors import CheckpointError, PuzzleError
-from trm.solve import TRM, _perturb, _select, load
+from trm.solve import Solver, _perturb, _select, load
 
 
-def sudoku_solver(data_dir, *extra: str, seed: int = 0) -> TRM:
+def sudoku_solver(data_dir, *extra: str, seed: int = 0) -> Solver:
     """A small untrained 4x4 Sudoku model whose halting head gives varied probabilities."""
     from conftest import tiny_config
     from trm.data.format import read_metadata
@@ -29,11 +29,11 @@ def sudoku_solver(data_dir, *extra: str, seed: int = 0) -> TRM:
     with torch.no_grad():                   # the trained head is zero-initialised: give it some spread
         model.halt_head.weight.normal_(0, 0.5)
         model.halt_head.bias.zero_()
-    return TRM(model, cfg, {"task": "sudoku", "grid_shape": [4, 4], "ignore_label_id": 0}, torch.device("cpu"))
+    return Solver(model, cfg, {"task": "sudoku", "grid_shape": [4, 4], "ignore_label_id": 0}, torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
-def solver(sudoku4_dir) -> TRM:
+def solver(sudoku4_dir) -> Solver:
     return sudoku_solver(sudoku4_dir)
 
 
@@ -56,7 +56,7 @@ def test_save_pretrained_round_trip_gives_identical_outputs(solver, test_inputs,
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["data"]["task"] == "sudoku" and cfg["config"]["model"]["hidden_size"] == 32
     loaded = trm.load(out, device="cpu")
-    assert isinstance(loaded, TRM) and loaded.task == "sudoku"
+    assert isinstance(loaded, Solver) and loaded.task == "sudoku"
     for name, t in solver.model.state_dict().items():
         assert torch.equal(t, loaded.model.state_dict()[name]), name
     ids = torch.zeros(len(test_inputs), dtype=torch.int32)
@@ -65,7 +65,7 @@ def test_save_pretrained_round_trip_gives_identical_outputs(solver, test_inputs,
         a = solver.model(x, ids, *solver.model.initial_state(len(x)))
         b = loaded.model(x, ids, *loaded.model.initial_state(len(x)))
     assert torch.equal(a.logits, b.logits) and torch.equal(a.q_halt, b.q_halt)
-    r1, r2 = solver.solve_tokens(test_inputs), TRM.from_pretrained(out, device="cpu").solve_tokens(test_inputs)
+    r1, r2 = solver.solve_tokens(test_inputs), Solver.from_pretrained(out, device="cpu").solve_tokens(test_inputs)
     assert np.array_equal(r1.tokens, r2.tokens) and np.array_equal(r1.halt_probs, r2.halt_probs)
 
 
@@ -172,7 +172,7 @@ def test_rollouts_in_several_chunks(solver, test_inputs):
     assert np.array_equal(select_rollouts(first_rollouts(rows, 4, 1), 1).tokens, plain.tokens)
 
 
-class ParityRule(TRM):
+class ParityRule(Solver):
     """The same solver with a different answer rule (first cell even), so answers pass and fail it."""
 
     def check(self, inputs, answers):
@@ -304,7 +304,7 @@ def test_cli_sudoku_with_rollouts_and_pictures(capsys, solver, tmp_path):
 # ARC: test-time adaptation and voting
 
 
-def arc_solver(seed: int = 0) -> TRM:
+def arc_solver(seed: int = 0) -> Solver:
     from trm.config import Config, ModelConfig
     from trm.model.recursive import RecursiveReasoner
     cfg = Config(model=ModelConfig(hidden_size=32, num_heads=2, T=1, n=1, N_sup=2, puzzle_emb_dim=32,
@@ -312,7 +312,7 @@ def arc_solver(seed: int = 0) -> TRM:
     cfg.train.puzzle_emb_lr = 1e-2
     cfg.train.puzzle_emb_weight_decay = 0.1
     torch.manual_seed(seed)
-    return TRM(RecursiveReasoner(cfg.model), cfg, {"task": "arc", "grid_shape": [30, 30]}, torch.device("cpu"))
+    return Solver(RecursiveReasoner(cfg.model), cfg, {"task": "arc", "grid_shape": [30, 30]}, torch.device("cpu"))
 
 
 TASK = {"train": [{"input": [[1, 0], [0, 2]], "output": [[2, 0], [0, 1]]},

@@ -10,20 +10,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["TRM", "SolveResult", "__version__", "load"]
+__all__ = ["TRM", "SolveResult", "Solver", "__version__", "load"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from trm.solve import TRM, SolveResult
+    from trm.solve import TRM, SolveResult, Solver
 
 
-def load(path: Any, device: Any = "auto", dtype: str = "trained") -> "TRM":
+def load(path: Any, device: Any = "auto", dtype: str = "trained") -> "Solver":
     """Load a trained model (see :func:`trm.solve.load`); torch is imported on first use."""
     from trm.solve import load as _load
     return _load(path, device, dtype)
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("TRM", "SolveResult"):
+    if name in ("Solver", "TRM", "SolveResult"):
         import trm.solve
         return getattr(trm.solve, name)
     raise AttributeError(f"module 'trm' has no attribute {name!r}")

@@ -51,7 +51,7 @@ def draw_run_pictures(run_dir: Path, model, ps, meta, result, count: int = 4) ->
     the pictures written (the GIF is linked from the report, not embedded)."""
     from trm import viz
     from trm.config import Config
-    from trm.solve import TRM
+    from trm.solve import Solver
     from trm.tasks import get
     run_dir = Path(run_dir)
     n = min(count, len(result.preds))
@@ -68,7 +68,7 @@ def draw_run_pictures(run_dir: Path, model, ps, meta, result, count: int = 4) ->
     names = ["solved.png"]
 
     device = next(model.parameters()).device
-    solver = TRM(model, Config(model=model.cfg), {"task": meta.task, "grid_shape": meta.grid_shape}, device)
+    solver = Solver(model, Config(model=model.cfg), {"task": meta.task, "grid_shape": meta.grid_shape}, device)
     m = min(len(result.preds), task.trace_rows)
     pid = ps.example_puzzle_ids()[:m]
     res = solver.solve_tokens(np.asarray(ps.inputs[:m]), puzzle_ids=pid, halting="fixed", trace=True,

@@ -6,7 +6,7 @@ compute on K noisy rollouts per puzzle.
                       halting="adaptive")
     res.answers[0], res.steps[0], res.halt_probs[0]
     res = model.solve(puzzles, rollouts=16, noise=0.5, select="halt")   # test-time scaling
-    model.save_pretrained("my-model"); trm.TRM.from_pretrained("my-model")
+    model.save_pretrained("my-model"); trm.Solver.from_pretrained("my-model")
 
 Halting (paper symbols): one supervision step is one deep recursion (T latent recursions of n z-updates
 and one y-update). ``halting="fixed"`` runs N_sup steps, as the paper evaluates; ``"adaptive"`` stops each
@@ -61,8 +61,8 @@ class SolveResult:
     extra: dict = field(default_factory=dict)  # task-specific details (ARC: attempts, votes, ranks)
 
 
-class TRM:
-    """A trained model with its config and dataset facts; ``solve`` runs inference."""
+class Solver:
+    """A trained model (TRM, HRM or an ablation) with its config and dataset facts; ``solve`` runs inference."""
 
     def __init__(self, model: RecursiveReasoner, config: Config, data: dict, device: torch.device,
                  precision: "Precision | None" = None, trained_dtype: str = ""):
@@ -83,12 +83,12 @@ class TRM:
 
     def __repr__(self) -> str:
         m = self.model.cfg
-        return (f"TRM(task={self.task!r}, seq_len={m.seq_len}, vocab={m.vocab_size}, hidden={m.hidden_size}, "
+        return (f"Solver(task={self.task!r}, seq_len={m.seq_len}, vocab={m.vocab_size}, hidden={m.hidden_size}, "
                 f"T={m.T}, n={m.n}, N_sup={m.N_sup}, params={self.model.num_params():,}, device={self.device})")
 
     # -- export / import (Hugging Face layout: config.json + model.safetensors) -------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto", dtype: str = "trained") -> "TRM":
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto", dtype: str = "trained") -> "Solver":
         """Load from a local directory written by :meth:`save_pretrained` (or any path :func:`load` takes)."""
         return load(path, device, dtype)
 
@@ -376,7 +376,7 @@ def _select(r: dict[str, np.ndarray | None], K: int, select: str, reject_invalid
 
 def select_rollouts(rows: dict[str, np.ndarray | None], K: int, select: str = "halt", reject_invalid: bool = True
                     ) -> SolveResult:
-    """One answer per puzzle from :meth:`TRM.run_rollouts` rows (K rollouts per puzzle): rule-passing
+    """One answer per puzzle from :meth:`Solver.run_rollouts` rows (K rollouts per puzzle): rule-passing
     rollouts first (``reject_invalid``), then the highest halting probability or the majority answer."""
     if select not in SELECT:
         raise ConfigError(f"select must be one of {SELECT}, got {select!r}")
@@ -410,13 +410,13 @@ def _config_of(d: Any, path: Path) -> Config:
         raise CheckpointError(f"{path}: its saved config is invalid ({e})") from None
 
 
-def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "trained") -> TRM:
+def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "trained") -> Solver:
     """Load a trained model from an exported directory (model.safetensors + config.json), a run
     directory (uses its ``model/``, else its last checkpoint), or a full-state checkpoint (``.pt``; EMA
     weights if present). ``device="auto"`` picks CUDA when available. ``dtype="trained"`` computes in the
     training precision unless the device emulates it (bf16 on a CPU without native bf16: then fp32;
     :func:`trm.runtime.resolve_trained_precision`); ``auto`` takes the fastest on the device; ``bfloat16``
-    or ``float32`` force one. ``TRM.precision`` says which was used and why, ``TRM.trained_dtype`` the
+    or ``float32`` force one. ``Solver.precision`` says which was used and why, ``Solver.trained_dtype`` the
     training one."""
     from trm.io import load_checkpoint, read_export
     path = Path(path)
@@ -479,4 +479,7 @@ def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "tr
     precision = resolve_trained_precision(trained, dtype, device, hidden_size=cfg.model.hidden_size,
                                           seq_len=cfg.model.seq_len)
     cfg.model.forward_dtype = precision.dtype       # the model reads it at every call
-    return TRM(model.to(device), cfg, data, device, precision, trained)
+    return Solver(model.to(device), cfg, data, device, precision, trained)
+
+
+TRM = Solver   # the class's name before 2026-12 (it serves HRM and the ablations too)

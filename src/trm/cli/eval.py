@@ -28,15 +28,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> None:
-    from trm.data.format import load_set, read_metadata
     from trm.errors import ConfigError
-    from trm.eval.evaluate import evaluate
-    from trm.solve import load
-    from trm.tasks import get
-    if args.batch_size < 1:                      # checked before the model and data are loaded
+    if args.batch_size < 1:                      # checked before torch, the model and the data are loaded
         raise ConfigError(f"batch size must be an integer >= 1, got {args.batch_size}")
     if args.max_examples < 0:
         raise ConfigError(f"max_examples must be >= 0 (0: the whole split), got {args.max_examples}")
+    from trm.data.format import load_set, read_metadata
+    from trm.eval.evaluate import evaluate
+    from trm.solve import load
+    from trm.tasks import get
     solver = load(args.checkpoint, device=args.device, dtype=args.dtype)
     device = solver.device
     print(f"device: {device}; {solver.describe_precision()}", file=sys.stderr, flush=True)

@@ -44,14 +44,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> None:
-    from trm.solve import load
     from trm.tasks import get
     task = get(args.task)
-    args.puzzle = task.read_puzzle(args.puzzle)     # parse and check first: no model load for a bad input
+    args.puzzle = task.read_puzzle(args.puzzle)     # parse and check first: no torch, no model for a bad input
     for out in (args.png, args.gif):
         if out:
             _check_output_path(out)
     ckpt = args.checkpoint or _example_checkpoint(args.task)
+    from trm.solve import load
     solver = load(ckpt, device=args.device, dtype=args.dtype)
     if args.verbose:
         print(f"model: {ckpt}\ndevice: {solver.device}\n{solver.describe_precision()}", file=sys.stderr, flush=True)

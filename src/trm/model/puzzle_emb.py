@@ -71,3 +71,10 @@ class PuzzleEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_ids={self.num_ids}, dim={self.dim}, init_std={self.init_std}"
+
+
+def sign_sgd_rows_(weight: torch.Tensor, rows: torch.Tensor, grads: torch.Tensor, lr: float, wd: float) -> None:
+    """The puzzle table's update (spec section 5), in place on ``rows`` only: w_r <- w_r (1 - lr wd) -
+    lr sign(g_r), ``grads`` [len(rows), dim] summed per row. Training (SignSGD) and ARC adaptation share it."""
+    new = weight.index_select(0, rows).mul_(1 - lr * wd).add_(torch.sign(grads), alpha=-lr)
+    weight.index_copy_(0, rows, new)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from trm.data.format import PuzzleSet
-    from trm.solve import TRM, SolveResult
+    from trm.solve import SolveResult, Solver
 
 
 def grid_shape(seq_len: int, shape: Any = None) -> tuple[int, int]:
@@ -121,22 +121,22 @@ class Task:
         """The CLI's puzzle argument (text, a file or ``-``) -> a puzzle, checked before the model loads."""
         return arg
 
-    def encode(self, puzzle: Any, solver: TRM) -> np.ndarray:
+    def encode(self, puzzle: Any, solver: Solver) -> np.ndarray:
         """One puzzle -> [seq_len] input tokens; PuzzleError when malformed or of the wrong size."""
         raise PuzzleError(f"cannot encode a puzzle for task {self.name!r}; pass token rows to solve_tokens()")
 
-    def decode(self, tokens: np.ndarray, solver: TRM) -> Any:
+    def decode(self, tokens: np.ndarray, solver: Solver) -> Any:
         return tokens
 
-    def check(self, inputs: np.ndarray, answers: np.ndarray, solver: TRM) -> np.ndarray | None:
+    def check(self, inputs: np.ndarray, answers: np.ndarray, solver: Solver) -> np.ndarray | None:
         """Per row: does the answer pass the task's rules? None for tasks without a cheap check."""
         return None
 
-    def solve(self, solver: TRM, puzzles: Any, **options: Any) -> SolveResult | None:
+    def solve(self, solver: Solver, puzzles: Any, **options: Any) -> SolveResult | None:
         """A task-specific solving path (ARC: whole tasks, many versions); None: the generic token path."""
         return None
 
-    def solve_cli(self, solver: TRM, args: argparse.Namespace) -> int:
+    def solve_cli(self, solver: Solver, args: argparse.Namespace) -> int:
         """``trm solve``: print the answer (and pictures); returns the exit code (3: not a valid answer)."""
         res = solver.solve(args.puzzle, halting=args.halting, trace=False, **rollout_options(args))
         print(res.answers[0])

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 
 from trm.errors import CheckpointError, ConfigError
-from trm.model.puzzle_emb import PuzzleEmbedding
+from trm.model.puzzle_emb import PuzzleEmbedding, sign_sgd_rows_
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -351,8 +351,7 @@ class SignSGD:
                 continue
             rows, inverse = torch.unique(ids, return_inverse=True)
             summed = grads.new_zeros(rows.numel(), grads.shape[1]).index_add_(0, inverse, grads)
-            new = weight.index_select(0, rows).mul_(1 - lr * wd).add_(summed.sign_(), alpha=-lr)
-            weight.index_copy_(0, rows, new)
+            sign_sgd_rows_(weight, rows, summed, lr, wd)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget the rows and gradients remembered by the embeddings' forward passes."""

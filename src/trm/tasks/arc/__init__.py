@@ -12,6 +12,9 @@ import numpy as np
 
 from trm.tasks.base import Task, defaults
 
+VERSIONS = 32        # augmented versions of a task solved at test time (trm solve arc)
+ADAPT_STEPS = 100    # optimizer steps fitting their task embeddings
+
 
 class ArcTask(Task):
     name = "arc"
@@ -96,14 +99,10 @@ class ArcTask(Task):
 
     # -- solving ---------------------------------------------------------------------------------
     def add_solve_arguments(self, parser: argparse.ArgumentParser) -> None:
-        import inspect
-
-        from trm.tasks.arc.solve import solve_tasks
-        default = {k: v.default for k, v in inspect.signature(solve_tasks).parameters.items()}
-        parser.add_argument("--versions", type=int, default=default["versions"],
-                            help=f"augmented versions of the task (default {default['versions']})")
-        parser.add_argument("--adapt-steps", type=int, default=default["adapt_steps"],
-                            help=f"optimizer steps fitting the task embedding (default {default['adapt_steps']})")
+        parser.add_argument("--versions", type=int, default=VERSIONS,
+                            help=f"augmented versions of the task (default {VERSIONS})")
+        parser.add_argument("--adapt-steps", type=int, default=ADAPT_STEPS,
+                            help=f"optimizer steps fitting the task embedding (default {ADAPT_STEPS})")
         parser.add_argument("--adapt-lr", type=float, default=None,
                             help="lr of the embedding fit (default: the training run's puzzle-embedding lr)")
 

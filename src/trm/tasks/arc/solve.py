@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from trm.tasks.arc.data import (CANVAS, SEP, VOCAB_SIZE, encode_versions, grid_array, parse_version_name,
-                          plan_versions, version_name)
 from trm.errors import CheckpointError, PuzzleError
+from trm.tasks.arc import ADAPT_STEPS, VERSIONS
+from trm.tasks.arc.data import (CANVAS, SEP, VOCAB_SIZE, encode_versions, grid_array, parse_version_name,
+                                plan_versions, version_name)
 
 Pair = tuple[np.ndarray, np.ndarray]
 
@@ -196,7 +197,7 @@ def _trained_versions(solver, task_id: str) -> tuple[list[str], np.ndarray] | No
     return [n for _, n in hits], np.array([i for i, _ in hits], np.int32)
 
 
-def adapt(solver, task: ArcTask, *, versions: int = 32, steps: int = 100, lr: float | None = None,
+def adapt(solver, task: ArcTask, *, versions: int = VERSIONS, steps: int = ADAPT_STEPS, lr: float | None = None,
           weight_decay: float | None = None, optimizer: str = "signsgd", batch_size: int = 16,
           sup_steps: int | None = None, seed: int = 0, progress: bool = False) -> Adaptation:
     """Fit one fresh embedding row per version of ``task`` on its demonstrations, all weights frozen.
@@ -208,6 +209,7 @@ def adapt(solver, task: ArcTask, *, versions: int = 32, steps: int = 100, lr: fl
     """
     from trm.model.losses import to_labels
     from trm.model.losses import IGNORE_INDEX, halting_bce, sequence_loss
+    from trm.model.puzzle_emb import sign_sgd_rows_
     from trm.model.unroll import Unroll
     _check_arc_model(solver)
     if optimizer not in ("signsgd", "adam"):
@@ -263,8 +265,8 @@ def adapt(solver, task: ArcTask, *, versions: int = 32, steps: int = 100, lr: fl
                     else:
                         grad: torch.Tensor | None = weight.grad     # set by loss.backward()
                         assert grad is not None
-                        used = grad.abs().sum(1) > 0
-                        weight[used] = weight[used] * (1 - lr * wd) - lr * grad[used].sign()
+                        rows = torch.nonzero(grad.abs().sum(1) > 0).flatten()
+                        sign_sgd_rows_(weight, rows, grad[rows], lr, wd)
                 losses.append(float(loss.detach()))
                 bar.update(1)
                 exact_last[idx[active.cpu().numpy()]] = seq.exact.detach().cpu().numpy()
@@ -283,7 +285,7 @@ def adapt(solver, task: ArcTask, *, versions: int = 32, steps: int = 100, lr: fl
 def solve_tasks(solver, tasks: Any, *, halting: str = "fixed", max_steps: int | None = None, trace: bool = False,
                 batch_size: int = 256, halt_threshold: float = 0.5, rollouts: int = 1, noise: float = 0.0,
                 noise_on: str = "z", noise_at: str = "both", select: str = "halt", seed: int = 0,
-                versions: int = 32, adapt_mode: str | bool = "auto", adapt_steps: int = 100,
+                versions: int = VERSIONS, adapt_mode: str | bool = "auto", adapt_steps: int = ADAPT_STEPS,
                 adapt_lr: float | None = None, adapt_optimizer: str = "signsgd", adapt_batch_size: int = 16,
                 progress: bool = False):
     """Solve ARC tasks; one result row per test input (tasks in order).
@@ -374,8 +376,8 @@ def solve_arc_cli(solver, args) -> int:
     from trm import viz
     from trm.tasks.arc.pictures import draw_arc_task, refinement_frames
     steps = getattr(args, "adapt_steps", None)
-    opts: dict[str, Any] = dict(versions=getattr(args, "versions", None) or 32,
-                                adapt_steps=100 if steps is None else steps,
+    opts: dict[str, Any] = dict(versions=getattr(args, "versions", None) or VERSIONS,
+                                adapt_steps=ADAPT_STEPS if steps is None else steps,
                                 adapt_lr=getattr(args, "adapt_lr", None), seed=getattr(args, "seed", 0) or 0,
                                 max_steps=getattr(args, "max_steps", None))
     res = solve_tasks(solver, args.puzzle, halting=args.halting, trace=bool(args.gif), rollouts=args.rollouts,
