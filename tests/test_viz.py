@@ -399,3 +399,14 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         atomic_write_bytes(out, broken)
     assert files_in(tmp_path) == ["x.png"] and out.read_bytes() == b"old"
+
+
+def test_a_task_without_pictures_of_its_own_gets_a_token_grid():
+    """The Task protocol's default pictures: the answer's tokens, mistakes outlined; one frame per step."""
+    from trm.tasks.base import Task
+    pred, label = np.array([2, 3, 4, 5]), np.array([2, 3, 4, 6])
+    right = px(Task().draw_example(pred, label, label))
+    wrong = px(Task().draw_example(pred, pred, label))
+    assert right.shape == wrong.shape and not np.array_equal(right, wrong)
+    strip, frames = Task().refinement(pred, np.stack([pred, label]), np.array([0.1, 0.9]), label, None, "t")
+    assert len(frames) == 2 and strip.size[0] > frames[0].size[0]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from trm.errors import PuzzleError
-from trm.tasks.base import Task, print_solve_summary, read_puzzle_text, rollout_options, save_pictures
+from trm.tasks.base import Task, defaults, print_solve_summary, read_puzzle_text, rollout_options, save_pictures
 
 WHAT = "a Futoshiki: lines of cells ('.' blank) with '<'/'>' between cells and '^'/'v' lines between rows, or a file"
 _DIMS = {n: (n + 7, (2 * n - 1) ** 2) for n in (4, 5, 6)}
@@ -32,16 +32,23 @@ class FutoshikiTask(Task):
 
     # -- data ------------------------------------------------------------------------------------
     def add_build_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--size", type=int, default=5, choices=(4, 5, 6), help="grid side N (default 5)")
-        parser.add_argument("--train-size", type=int, default=1000, help="training puzzles (default 1000)")
-        parser.add_argument("--num-aug", type=int, default=15,
-                            help="transformed versions per training puzzle besides the original (default 15: all "
-                            "16 symmetries, distinct up to 15)")
-        parser.add_argument("--test-size", type=int, default=500, help="held-out puzzles (default 500)")
-        parser.add_argument("--inequality-density", type=float, default=0.35,
-                            help="probability of a sign between two adjacent cells (default 0.35)")
-        parser.add_argument("--extra-givens", type=int, default=0,
-                            help="givens put back after removing all that uniqueness allows (default 0: minimal)")
+        from trm.tasks.futoshiki.data import build_futoshiki_dataset
+        d = defaults(build_futoshiki_dataset)
+        parser.add_argument("--size", type=int, default=d["size"], choices=(4, 5, 6),
+                            help=f"grid side N (default {d['size']})")
+        parser.add_argument("--train-size", type=int, default=d["train_size"],
+                            help=f"training puzzles (default {d['train_size']})")
+        parser.add_argument("--num-aug", type=int, default=d["num_aug"],
+                            help=f"transformed versions per training puzzle besides the original (default "
+                            f"{d['num_aug']}; 16 symmetries, distinct up to 15)")
+        parser.add_argument("--test-size", type=int, default=d["test_size"],
+                            help=f"held-out puzzles (default {d['test_size']})")
+        parser.add_argument("--inequality-density", type=float, default=d["inequality_density"],
+                            help="probability of a sign between two adjacent cells "
+                            f"(default {d['inequality_density']})")
+        parser.add_argument("--extra-givens", type=int, default=d["extra_givens"],
+                            help="givens put back after removing all that uniqueness allows "
+                            f"(default {d['extra_givens']}: minimal)")
 
     def build_options(self, args: argparse.Namespace) -> dict[str, Any]:
         return {"size": args.size, "train_size": args.train_size, "num_aug": args.num_aug,
@@ -53,7 +60,8 @@ class FutoshikiTask(Task):
         return build_futoshiki_dataset(out_dir, progress=progress, **options)
 
     def dims(self, build: dict[str, Any]) -> tuple[int, int]:
-        n = int(build.get("size") or 5)
+        from trm.tasks.futoshiki.data import build_futoshiki_dataset
+        n = int(build.get("size") or defaults(build_futoshiki_dataset)["size"])
         return n + 7, (2 * n - 1) ** 2
 
     def recognises(self, vocab_size: int, seq_len: int) -> bool:
