@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pathlib
 import pickle
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +31,9 @@ from safetensors.torch import load_file, save_file
 from trm.errors import CheckpointError
 
 MANIFEST_SUFFIX = ".json"
+# Classes a checkpoint may hold besides tensors and containers: building them runs no code of the file's
+# choosing (nano-trm's Lightning checkpoints store the output directory as a path in hyper_parameters).
+SAFE_GLOBALS: list[Any] = [pathlib.PosixPath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
 
 
 def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
@@ -172,13 +177,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                       else f"size {entry['size']} bytes, manifest says {sizes} (truncated or replaced)")
             raise CheckpointError(f"{path}: {reason}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if not _looks_like_torch_file(path):
             raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch archive)") from None
+        found = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(e))
+        what = f"it needs {found[1]}" if found else _first_line(e)
         raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain "
-                              f"containers, which could run code ({_first_line(e)}); trm never loads such "
-                              "files") from None
+                              f"containers, which could run code ({what}); trm never loads such files") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types on a mangled archive; all mean corrupt
         if not _looks_like_torch_file(path):
             raise CheckpointError(f"{path}: not a checkpoint (not a PyTorch archive)") from None

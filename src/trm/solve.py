@@ -27,6 +27,8 @@ that breaks a rule: such a row keeps refining until its answer passes or it reac
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -65,8 +67,9 @@ class Solver:
     """A trained model (TRM, HRM or an ablation) with its config and dataset facts; ``solve`` runs inference."""
 
     def __init__(self, model: RecursiveReasoner, config: Config, data: dict, device: torch.device,
-                 precision: "Precision | None" = None, trained_dtype: str = ""):
+                 precision: "Precision | None" = None, trained_dtype: str = "", identifiers: list[str] | None = None):
         self.model, self.config, self.data, self.device = model.eval(), config, dict(data), device
+        self.identifiers = identifiers      # names of the puzzle table's rows (identifiers.json), if known
         self.precision = precision or resolve_precision(model.cfg.forward_dtype, device,
                                                         hidden_size=model.cfg.hidden_size, seq_len=model.cfg.seq_len)
         self.trained_dtype = trained_dtype or self.precision.dtype
@@ -106,7 +109,45 @@ class Solver:
         saved = self.config.to_dict()
         saved["model"]["forward_dtype"] = self.trained_dtype      # the training precision, not this session's
         config = {"trm_version": __version__, "config": saved, "data": self.data}
-        return export_weights(out_dir, self.model.state_dict(), config)
+        out = export_weights(out_dir, self.model.state_dict(), config)
+        if self.identifiers is not None:
+            from trm.io import atomic_write_text
+            atomic_write_text(out / "identifiers.json", json.dumps(self.identifiers))
+        return out
+
+    def fit_puzzle_table(self, names: list[str], used: "Sequence[int] | np.ndarray | None" = None,
+                         where: str = "the dataset") -> str:
+        """Make the puzzle-embedding rows follow a dataset's identifiers (``names[i]`` names id i), so that
+        id i reads the row trained for that puzzle. With the model's own names known the rows are matched
+        by name (reordered where the orders differ); without them only the count can be checked. Every
+        identifier in ``used`` (default: all) must have a row; otherwise CheckpointError, because the
+        model was trained on another dataset. Returns a note to print, or ""."""
+        table = self.model.puzzle_emb
+        if table is None:
+            return ""
+        used = sorted({int(i) for i in used}) if used is not None else list(range(len(names)))
+        if self.identifiers is None:
+            if table.num_ids != len(names):
+                raise CheckpointError(
+                    f"{where} names {len(names)} puzzle identifiers, the model's puzzle table has {table.num_ids} "
+                    "rows: not the dataset it was trained on (trm import --identifiers gives the names of the "
+                    "rows, so that a dataset can be matched by name)")
+            return "" if len(names) <= 1 else (f"note: the model does not record its puzzle names; {where}'s "
+                                               f"{len(names)} identifiers are taken in order")
+        if names == self.identifiers:
+            return ""
+        row = {name: i for i, name in enumerate(self.identifiers)}
+        missing = [names[i] for i in used if names[i] not in row]
+        if missing:
+            raise CheckpointError(
+                f"{where}: {len(missing)} of the {len(used)} puzzle identifiers it uses have no row in the model's "
+                f"puzzle table (e.g. {missing[:3]}): the model was trained on another build of the data (another "
+                "seed or number of augmentations?); evaluate on the dataset it was trained on")
+        index = torch.tensor([row.get(name, 0) for name in names], device=table.weight.device)
+        table.weight = table.weight.index_select(0, index)
+        table.num_ids = self.model.cfg.num_puzzle_ids = len(names)
+        self.identifiers = list(names)
+        return f"note: puzzle table matched by name to {where}'s {len(names)} identifiers"
 
     # -- encoding (the task's own rules: trm.tasks) ------------------------------------------------
     @property
@@ -410,54 +451,23 @@ def _config_of(d: Any, path: Path) -> Config:
         raise CheckpointError(f"{path}: its saved config is invalid ({e})") from None
 
 
-def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "trained") -> Solver:
+def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "trained", *,
+         data: str | Path | None = None, task: str | None = None) -> Solver:
     """Load a trained model from an exported directory (model.safetensors + config.json), a run
-    directory (uses its ``model/``, else its last checkpoint), or a full-state checkpoint (``.pt``; EMA
-    weights if present). ``device="auto"`` picks CUDA when available. ``dtype="trained"`` computes in the
-    training precision unless the device emulates it (bf16 on a CPU without native bf16: then fp32;
-    :func:`trm.runtime.resolve_trained_precision`); ``auto`` takes the fastest on the device; ``bfloat16``
-    or ``float32`` force one. ``Solver.precision`` says which was used and why, ``Solver.trained_dtype`` the
-    training one."""
-    from trm.io import load_checkpoint, read_export
+    directory (uses its ``model/``, else its last checkpoint), a full-state checkpoint (``.pt``; EMA
+    weights if present), or another implementation's checkpoint, imported on the fly
+    (:mod:`trm.interop`: the official TRM/HRM ``step_N`` with ``all_config.yaml``, nano-trm's ``.ckpt``;
+    ``data`` / ``task`` tell it the sequence length where the weights do not). ``device="auto"`` picks
+    CUDA when available. ``dtype="trained"`` computes in the training precision unless the device
+    emulates it (bf16 on a CPU without native bf16: then fp32; :func:`trm.runtime.resolve_trained_precision`);
+    ``auto`` takes the fastest on the device; ``bfloat16`` or ``float32`` force one. ``Solver.precision``
+    says which was used and why, ``Solver.trained_dtype`` the training one."""
     path = Path(path)
     device = resolve_device(device)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint (give a run directory, an exported model "
-                              "directory or a .pt file)")
-    if path.is_dir() and (path / "model" / "model.safetensors").is_file():
-        path = path / "model"
-    if path.suffix == ".pt" or (path.is_dir() and (path / "checkpoints" / "last.pt").is_file()
-                                and not (path / "model.safetensors").is_file()):
-        state = load_checkpoint(path, map_location="cpu")
-        eng = state.get("engine") if isinstance(state, dict) else None
-        if not isinstance(eng, dict) or not isinstance(eng.get("model"), dict) or "config" not in state:
-            raise CheckpointError(f"{path}: not a trm training checkpoint (no config/engine state)")
-        cfg = _config_of(state["config"], path)
-        weights = dict(eng["model"])
-        ema = eng.get("ema")
-        if ema:
-            shadow = ema.get("shadow") if isinstance(ema, dict) else None
-            if not isinstance(shadow, dict):
-                raise CheckpointError(f"{path}: the EMA state holds no 'shadow' weights")
-            weights.update(shadow)
-        data: dict[str, Any] = {"task": "", "grid_shape": None}
-        data_dir = Path(cfg.data.path)
-        if cfg.data.path and (data_dir / "train" / "dataset.json").is_file():
-            from trm.data.format import read_metadata
-            meta = read_metadata(data_dir / "train")
-            data = {"task": meta.task, "grid_shape": meta.grid_shape, "ignore_label_id": meta.ignore_label_id}
-    else:
-        weights, exported = read_export(path)
-        if "config" not in exported:
-            raise CheckpointError(f"{path}: config.json lacks the 'config' section of a trm export")
-        cfg = _config_of(exported["config"], path)
-        data = exported.get("data") or {}
-        shape = data.get("grid_shape") if isinstance(data, dict) else None
-        if not isinstance(data, dict) or not isinstance(data.get("task", ""), str) or not (
-                shape is None or (isinstance(shape, list) and len(shape) == 2
-                                  and all(isinstance(v, int) and v > 0 for v in shape))):
-            raise CheckpointError(f"{path}: config.json's 'data' must be an object with a task name and a "
-                                  f"grid_shape [H, W], got {data!r}"[:300])
+                              "directory, a .pt file, or an official / nano-trm checkpoint)")
+    weights, cfg, info, names = _read_source(path, data, task)
     try:
         model = RecursiveReasoner(cfg.model)
     except Exception as e:  # noqa: BLE001 - a config that validates can still describe no buildable model
@@ -479,7 +489,62 @@ def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "tr
     precision = resolve_trained_precision(trained, dtype, device, hidden_size=cfg.model.hidden_size,
                                           seq_len=cfg.model.seq_len)
     cfg.model.forward_dtype = precision.dtype       # the model reads it at every call
-    return Solver(model.to(device), cfg, data, device, precision, trained)
+    return Solver(model.to(device), cfg, info, device, precision, trained if trained != "auto" else "",
+                  identifiers=names)
+
+
+def _read_source(path: Path, data_dir: str | Path | None, task: str | None
+                 ) -> tuple[dict[str, torch.Tensor], Config, dict[str, Any], list[str] | None]:
+    """(weights, config, dataset facts, puzzle-row names or None) of any source :func:`load` takes."""
+    from trm.data.format import load_identifiers
+    from trm.interop import is_foreign, read
+    from trm.io import load_checkpoint, read_export
+    if path.is_dir() and (path / "model" / "model.safetensors").is_file():
+        path = path / "model"
+    if is_foreign(path):
+        imported = read(path, data_dir=data_dir, task=task)
+        for note in imported.source.get("notes", []):
+            print(f"note: {path}: {note}", file=sys.stderr)
+        return imported.weights, imported.config, imported.data, imported.identifiers
+    names: list[str] | None = None
+    if path.suffix == ".pt" or (path.is_dir() and (path / "checkpoints" / "last.pt").is_file()
+                                and not (path / "model.safetensors").is_file()):
+        state = load_checkpoint(path, map_location="cpu")
+        eng = state.get("engine") if isinstance(state, dict) else None
+        if not isinstance(eng, dict) or not isinstance(eng.get("model"), dict) or "config" not in state:
+            raise CheckpointError(f"{path}: not a trm training checkpoint (no config/engine state)")
+        cfg = _config_of(state["config"], path)
+        weights = dict(eng["model"])
+        ema = eng.get("ema")
+        if ema:
+            shadow = ema.get("shadow") if isinstance(ema, dict) else None
+            if not isinstance(shadow, dict):
+                raise CheckpointError(f"{path}: the EMA state holds no 'shadow' weights")
+            weights.update(shadow)
+        data: dict[str, Any] = {"task": "", "grid_shape": None}
+        data_path = Path(cfg.data.path)
+        if cfg.data.path and (data_path / "train" / "dataset.json").is_file():
+            from trm.data.format import read_metadata
+            meta = read_metadata(data_path / "train")
+            data = {"task": meta.task, "grid_shape": meta.grid_shape, "ignore_label_id": meta.ignore_label_id}
+            if (data_path / "identifiers.json").is_file():
+                names = load_identifiers(data_path)
+        return weights, cfg, data, names
+    weights, exported = read_export(path)
+    if "config" not in exported:
+        raise CheckpointError(f"{path}: config.json lacks the 'config' section of a trm export")
+    cfg = _config_of(exported["config"], path)
+    data = exported.get("data") or {}
+    shape = data.get("grid_shape") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("task", ""), str) or not (
+            shape is None or (isinstance(shape, list) and len(shape) == 2
+                              and all(isinstance(v, int) and v > 0 for v in shape))):
+        raise CheckpointError(f"{path}: config.json's 'data' must be an object with a task name and a "
+                              f"grid_shape [H, W], got {data!r}"[:300])
+    export_dir = path if path.is_dir() else path.parent
+    if (export_dir / "identifiers.json").is_file():
+        names = load_identifiers(export_dir)
+    return weights, cfg, data, names
 
 
 TRM = Solver   # the class's name before 2026-12 (it serves HRM and the ablations too)

@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Callable
 
-COMMAND_MODULES = ("trm.cli.data", "trm.cli.train", "trm.cli.eval", "trm.cli.solve", "trm.cli.info",
+COMMAND_MODULES = ("trm.cli.data", "trm.cli.train", "trm.cli.eval", "trm.cli.solve", "trm.cli.info", "trm.cli.interop",
                    "trm.cli.report", "trm.bench", "trm.ablate")
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 

@@ -10,7 +10,8 @@ from typing import Any
 
 def add_parser(sub) -> None:
     e = sub.add_parser("eval", help="evaluate a checkpoint / run / exported model on a test split")
-    e.add_argument("checkpoint", help="run dir, exported model dir or .pt")
+    e.add_argument("checkpoint", help="run dir, exported model dir or .pt; or another implementation's checkpoint "
+                   "(official step_N with all_config.yaml, nano-trm .ckpt), imported on the fly")
     e.add_argument("--data", default=None, help="dataset directory or its test split (default: the run's "
                    "data.path)")
     e.add_argument("--halting", default="fixed", choices=("fixed", "adaptive"),
@@ -33,11 +34,11 @@ def run(args) -> None:
         raise ConfigError(f"batch size must be an integer >= 1, got {args.batch_size}")
     if args.max_examples < 0:
         raise ConfigError(f"max_examples must be >= 0 (0: the whole split), got {args.max_examples}")
-    from trm.data.format import load_set, read_metadata
+    from trm.data.format import load_identifiers, load_set, read_metadata
     from trm.eval.evaluate import evaluate
     from trm.solve import load
     from trm.tasks import get
-    solver = load(args.checkpoint, device=args.device, dtype=args.dtype)
+    solver = load(args.checkpoint, device=args.device, dtype=args.dtype, data=args.data)
     device = solver.device
     print(f"device: {device}; {solver.describe_precision()}", file=sys.stderr, flush=True)
     data_dir = Path(args.data or solver.config.data.path)
@@ -54,6 +55,10 @@ def run(args) -> None:
         raise DatasetError(f"--submission is for tasks with a submission format ({able}); {data_dir} holds "
                            f"{meta.task}")
     ps = load_set(data_dir / "test")
+    if (data_dir / "identifiers.json").is_file():
+        note = solver.fit_puzzle_table(load_identifiers(data_dir), ps.puzzle_identifiers, where=str(data_dir))
+        if note:
+            print(note, file=sys.stderr)
     res = evaluate(solver.model, ps, meta.ignore_label_id, batch_size=args.batch_size, halting=args.halting,
                    max_examples=args.max_examples, device=device, progress=True)
     metrics: dict[str, Any] = {**res.metrics, **task.metrics(ps, res, data_dir)}

@@ -14,8 +14,10 @@ def add_parser(sub) -> None:
     s = sub.add_parser("solve", help="solve one puzzle (or task) with a trained model: trm solve TASK PUZZLE")
     kinds = s.add_subparsers(dest="task", required=True)
     common = argparse.ArgumentParser(add_help=False)       # the options of every task's solver
-    common.add_argument("--checkpoint", default=None, help="run dir, exported model dir or .pt (default: the "
-                        "example model shipped with trm)")
+    common.add_argument("--checkpoint", default=None, help="run dir, exported model dir or .pt, or an official "
+                        "step_N / nano-trm .ckpt (default: the example model shipped with trm)")
+    common.add_argument("--data", default=None, help="with another implementation's checkpoint: the dataset it was "
+                        "trained on, for the facts its weights do not record (sequence length, grid shape)")
     common.add_argument("--halting", default="adaptive", choices=("fixed", "adaptive"),
                         help="fixed: N_sup supervision steps (the paper); adaptive: stop when the halting head says so")
     common.add_argument("--max-steps", type=int, default=None, help="cap on supervision steps (default N_sup)")
@@ -52,7 +54,7 @@ def run(args) -> None:
             _check_output_path(out)
     ckpt = args.checkpoint or _example_checkpoint(args.task)
     from trm.solve import load
-    solver = load(ckpt, device=args.device, dtype=args.dtype)
+    solver = load(ckpt, device=args.device, dtype=args.dtype, data=args.data, task=args.task)
     if args.verbose:
         print(f"model: {ckpt}\ndevice: {solver.device}\n{solver.describe_precision()}", file=sys.stderr, flush=True)
     if solver.task and solver.task != args.task:

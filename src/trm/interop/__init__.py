@@ -162,11 +162,10 @@ def _seq_len(found: int, meta, hint: int | None, task: str | None, cfg: Config, 
         return int(given[0][0])
     from trm.tasks import REGISTRY
     vocab = cfg.model.vocab_size
-    tasks = [t for t in REGISTRY.values() if (not task or t.name == task)]
-    lengths = {d[1] for t in tasks if (d := t.dims({})) and d[0] == vocab}
-    if len(lengths) == 1:
+    lengths = {d[1] for t in REGISTRY.values() if t.name == task and (d := t.dims({})) and d[0] == vocab}
+    if len(lengths) == 1:       # the task is named (trm solve TASK) and its default dataset has this vocabulary
         length = lengths.pop()
-        notes.append(f"sequence length {length} assumed (the default dataset with {vocab} tokens); "
+        notes.append(f"sequence length {length} assumed (the default {task} dataset, {vocab} tokens); "
                      "give --data to check it")
         return length
     raise CheckpointError(f"{file}: its weights do not record the sequence length (attention with rotary "

@@ -67,7 +67,8 @@ def to_trm(ckpt: dict[str, Any], where: Path, weights: str = "ema"
                   "float32": "float32", None: "auto"}.get(dtype)
     if dtype_name is None:
         raise CheckpointError(f"{where}: forward_dtype {dtype!r} (trm computes in bfloat16 or float32)")
-    n_sup, n_val = int(hp.get("N_supervision", 16)), int(hp.get("N_supervision_val", hp.get("N_supervision", 16)))
+    n_sup = int(hp.get("N_supervision", 16))
+    n_val = int(hp.get("N_supervision_val", n_sup))
     if n_sup != n_val:
         notes.append(f"N_sup = N_supervision_val = {n_val} (trained with {n_sup})")
     model = ModelConfig(
