@@ -518,3 +518,25 @@ def test_rotary_attention_without_a_length_asks_for_the_dataset(tmp_path, capsys
     assert code == 2 and "give the dataset with --data DIR" in err and not (tmp_path / "m").exists()
     with pytest.raises(CheckpointError, match="sequence length"):
         interop.read(step)
+
+
+def test_arc_rows_are_matched_across_the_two_naming_schemes():
+    """trm's ARC names before 2026-12-02 (identity as t0, 9-digit colour maps, its own transform numbers)
+    and the official names of the same versions select the same rows."""
+    from trm.config import Config, ModelConfig
+    from trm.solve import Solver
+    from trm.data import dihedral
+    legacy_t = {official_t: k for k, official_t in enumerate(dihedral.LEGACY_TO_OFFICIAL)}
+    official = ["<blank>", "007bbfc7", "007bbfc7|||t4|||0213456789", "00d62c1b|||t6|||0987654321"]
+    legacy = ["<blank>", f"00d62c1b|||t{legacy_t[6]}|||987654321", "007bbfc7|||t0|||123456789",
+              f"007bbfc7|||t{legacy_t[4]}|||213456789"]
+    m = ModelConfig(hidden_size=16, num_heads=2, num_layers=1, vocab_size=12, seq_len=900, num_puzzle_ids=4,
+                    puzzle_emb_dim=16, puzzle_emb_len=1)
+    model = RecursiveReasoner(m)
+    with torch.no_grad():
+        model.puzzle_emb.weight.copy_(torch.arange(4.0)[:, None].expand(4, 16))
+    solver = Solver(model, Config(model=m), {"task": "arc"}, torch.device("cpu"), identifiers=list(official))
+    assert "matched by name" in solver.fit_puzzle_table(legacy)
+    assert model.puzzle_emb.weight[:, 0].tolist() == [0.0, 3.0, 1.0, 2.0]
+    with pytest.raises(CheckpointError, match="no row"):
+        solver.fit_puzzle_table(["<blank>", "007bbfc7|||t1|||0213456789"])

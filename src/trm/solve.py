@@ -136,7 +136,9 @@ class Solver:
                                                f"{len(names)} identifiers are taken in order")
         if names == self.identifiers:
             return ""
-        row = {name: i for i, name in enumerate(self.identifiers)}
+        canon = self.task_spec.canonical_identifier        # e.g. ARC: one spelling of the augmented versions
+        row = {canon(name): i for i, name in enumerate(self.identifiers)}
+        names = [canon(name) for name in names]
         missing = [names[i] for i in used if names[i] not in row]
         if missing:
             raise CheckpointError(

@@ -39,7 +39,8 @@ class Imported:
 
 def find_file(path: Path, fmt: str = "auto") -> tuple[str, Path]:
     """(format, checkpoint file) of a foreign source: a file, or a directory holding ``step_N`` files with
-    ``all_config.yaml`` (the highest N) or one Lightning ``.ckpt`` (``last.ckpt`` first)."""
+    ``all_config.yaml`` (the highest N; or a file named ``checkpoint``) or one Lightning ``.ckpt``
+    (``last.ckpt`` first)."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if path.is_file():
@@ -49,6 +50,8 @@ def find_file(path: Path, fmt: str = "auto") -> tuple[str, Path]:
         raise CheckpointError(f"{path}: no such checkpoint")
     steps = sorted((p for p in path.glob("step_*") if p.is_file() and p.name[5:].isdigit()),
                    key=lambda p: int(p.name[5:]))
+    if not steps and (path / "all_config.yaml").is_file() and (path / "checkpoint").is_file():
+        steps = [path / "checkpoint"]          # the published HRM checkpoints name their file so
     ckpts = sorted(path.glob("*.ckpt"))
     if steps and fmt in ("auto", "official"):
         return "official", steps[-1]
@@ -66,7 +69,7 @@ def is_foreign(path: str | Path) -> bool:
     """True for a path that is not trm's own (run directory, export, full-state ``.pt``)."""
     path = Path(path)
     if path.is_dir():
-        own = ("model.safetensors", "model/model.safetensors", "checkpoints/last.pt", "last.pt")
+        own = ("model.safetensors", "config.json", "model/model.safetensors", "checkpoints/last.pt", "last.pt")
         return not any((path / p).is_file() for p in own)
     return path.suffix not in (".pt", ".safetensors", ".json")
 

@@ -120,7 +120,7 @@ def _train_recipe(cfg: Config, raw: dict[str, Any], loss_type: str) -> None:
     for key, value in t.items():
         if value is not None:
             set_value(cfg, f"train.{key}", value)
-    paths = raw.get("data_paths") or []
+    paths = raw.get("data_paths") or ([raw["data_path"]] if raw.get("data_path") else [])   # HRM: data_path
     if paths and isinstance(paths, list):
         cfg.data.path = str(paths[0])
 

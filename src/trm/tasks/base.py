@@ -96,6 +96,11 @@ class Task:
         """The competition submission of an evaluated test split (tasks with ``submission``)."""
         return None
 
+    def canonical_identifier(self, name: str) -> str:
+        """One spelling of a puzzle identifier, so that two builders' names of the same puzzle compare
+        equal (a model's puzzle rows are matched to a dataset by name)."""
+        return name
+
     # -- pictures --------------------------------------------------------------------------------
     def draw_example(self, inputs: np.ndarray, pred: np.ndarray, label: np.ndarray | None,
                      title: str | None = None, shape: Any = None) -> Image.Image:

@@ -77,6 +77,15 @@ class ArcTask(Task):
         from trm.tasks.arc.scoring import arc_submission
         return arc_submission(ps, result, data_dir)
 
+    def canonical_identifier(self, name: str) -> str:
+        """The official name of an augmented version (trm's names before 2026-12-02 included)."""
+        from trm.errors import DatasetError
+        from trm.tasks.arc.data import parse_version_name, version_name
+        try:
+            return version_name(*parse_version_name(name))
+        except DatasetError:
+            return name
+
     def draw_example(self, inputs, pred, label, title=None, shape=None):
         from trm.tasks.arc.pictures import draw_arc
         from trm.tasks.arc.scoring import crop
