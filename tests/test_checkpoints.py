@@ -540,3 +540,30 @@ def test_arc_rows_are_matched_across_the_two_naming_schemes():
     assert model.puzzle_emb.weight[:, 0].tolist() == [0.0, 3.0, 1.0, 2.0]
     with pytest.raises(CheckpointError, match="no row"):
         solver.fit_puzzle_table(["<blank>", "007bbfc7|||t1|||0213456789"])
+
+
+def test_importing_a_trm_model_says_it_is_one(sudoku4_dir, tmp_path, capsys):
+    step = write_official(tmp_path / "ckpt", mlp=True, pos="none")
+    assert run_cli(capsys, "import", str(step), "--out", str(tmp_path / "m"), "--data", str(sudoku4_dir))[0] == 0
+    code, out, err = run_cli(capsys, "import", str(tmp_path / "m"), "--out", str(tmp_path / "m2"))
+    assert code == 2 and "a trm run or export already" in err and not (tmp_path / "m2").exists()
+    # An existing directory that is not a trm export is not replaced without --force.
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    code, out, err = run_cli(capsys, "import", str(step), "--out", str(tmp_path / "busy"), "--data", str(sudoku4_dir))
+    assert code == 2 and "is not a trm export" in err
+    assert sorted(os.listdir(tmp_path / "busy")) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("change,message", [({"latents": "z"}, "no official model file computes"),
+                                            ({"separate_nets": True}, "separate networks export as the official HRM")])
+def test_export_refuses_what_no_official_model_file_computes(tmp_path, capsys, change, message):
+    from trm.config import Config, ModelConfig
+    from trm.solve import Solver
+    m = ModelConfig(hidden_size=D, num_heads=H, num_layers=1, T=2, n=2, N_sup=2, vocab_size=V, seq_len=S,
+                    num_puzzle_ids=1, puzzle_emb_dim=D, puzzle_emb_len=P, forward_dtype="float32", **change)
+    solver = Solver(RecursiveReasoner(m), Config(model=m), {"task": "sudoku"}, torch.device("cpu"))
+    solver.save_pretrained(tmp_path / "m")
+    code, out, err = run_cli(capsys, "export", str(tmp_path / "m"), "--out", str(tmp_path / "official"))
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "official").exists()

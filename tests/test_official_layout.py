@@ -124,18 +124,25 @@ def test_trm_scores_a_public_layout_directory(built, tmp_path):
     assert res["pass@1"] == 1.0 and res["arc_tasks"] == 3 == res["arc_tasks_total"]
 
 
-def test_trm_trains_evaluates_and_submits_on_a_public_layout_directory(built, tmp_path, capsys):
+def _train_tiny_arc_run(built, tmp_path: Path, capsys, steps: int) -> tuple[Path, Path]:
+    """(public-layout directory of the 3 evaluation tasks, a tiny arc-cpu run trained on it for ``steps``)."""
     from conftest import run_cli
     evaluation = load_arc("arc1")[1]
     public = tmp_path / "public"
     write_public_layout(public, _versions_of(built), {t: evaluation[t] for t in TASKS})
     code, out, err = run_cli(capsys, "train", "arc-cpu", f"data.path={public}", "model.hidden_size=32",
                              "model.num_heads=2", "model.N_sup=2", "model.T=1", "model.n=1",
-                             "model.forward_dtype=float32", "train.global_batch_size=4", "train.max_steps=2",
+                             "model.forward_dtype=float32", "train.global_batch_size=4", f"train.max_steps={steps}",
                              "train.max_minutes=0", "train.eval_interval=0", "train.checkpoint_every=0",
                              "eval.report_puzzles=0", f"run.out_dir={tmp_path}", "run.name=run")
     assert code == 0, err
-    run = tmp_path / "run"
+    return public, tmp_path / "run"
+
+
+def test_trm_trains_evaluates_and_submits_on_a_public_layout_directory(built, tmp_path, capsys):
+    from conftest import run_cli
+    evaluation = load_arc("arc1")[1]
+    public, run = _train_tiny_arc_run(built, tmp_path, capsys, steps=2)
     final = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if "eval/pass@1" in x][-1]
     assert final["eval/arc_tasks_total"] == 3 and 0.0 <= final["eval/pass@1"] <= final["eval/pass@10"] <= 1.0
     code, _, err = run_cli(capsys, "eval", str(run), "--data", str(public), "--submission",
@@ -143,3 +150,25 @@ def test_trm_trains_evaluates_and_submits_on_a_public_layout_directory(built, tm
     assert code == 0, err
     sub = json.loads((tmp_path / "sub.json").read_text())
     assert {t: len(v) for t, v in sub.items()} == {t: len(evaluation[t]["test"]) for t in TASKS}
+
+
+def test_an_official_checkpoint_of_a_trm_run_scores_as_the_run(built, tmp_path, capsys):
+    """A trm ARC run exported to the official layout (a ``.pt`` name, as checkpoints get shared) and
+    evaluated from that file on the public-layout directory gives the run's own pass@K."""
+    from conftest import run_cli
+    public, _ = _train_tiny_arc_run(built, tmp_path, capsys, steps=3)
+    assert (tmp_path / "run" / "model" / "identifiers.json").is_file()
+    code, out, err = run_cli(capsys, "eval", str(tmp_path / "run"), "--data", str(public))
+    assert code == 0, err
+    own = json.loads(out)
+    code, out, err = run_cli(capsys, "export", str(tmp_path / "run"), "--out", str(tmp_path / "official"))
+    assert code == 0, err
+    step = next((tmp_path / "official").glob("step_*"))
+    assert step.name == "step_3"
+    shared = step.rename(tmp_path / "official" / "official_step_3.pt")
+    (tmp_path / "official" / "identifiers.json").unlink()       # as downloaded: no names beside it
+    code, out, err = run_cli(capsys, "eval", str(shared), "--data", str(public))
+    assert code == 0, err
+    imported = json.loads(out)
+    for key in ("pass@1", "pass@2", "exact", "exact_by_step", "arc_tasks"):
+        assert imported[key] == own[key], key

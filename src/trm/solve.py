@@ -491,8 +491,7 @@ def load(path: str | Path, device: str | torch.device = "auto", dtype: str = "tr
     precision = resolve_trained_precision(trained, dtype, device, hidden_size=cfg.model.hidden_size,
                                           seq_len=cfg.model.seq_len)
     cfg.model.forward_dtype = precision.dtype       # the model reads it at every call
-    return Solver(model.to(device), cfg, info, device, precision, trained if trained != "auto" else "",
-                  identifiers=names)
+    return Solver(model.to(device), cfg, info, device, precision, trained, identifiers=names)
 
 
 def _read_source(path: Path, data_dir: str | Path | None, task: str | None
@@ -512,6 +511,11 @@ def _read_source(path: Path, data_dir: str | Path | None, task: str | None
     if path.suffix == ".pt" or (path.is_dir() and (path / "checkpoints" / "last.pt").is_file()
                                 and not (path / "model.safetensors").is_file()):
         state = load_checkpoint(path, map_location="cpu")
+        if path.is_file() and not (isinstance(state, dict) and ("engine" in state or "config" in state)):
+            imported = read(path, data_dir=data_dir, task=task, loaded=state)   # e.g. official_step_N.pt
+            for note in imported.source.get("notes", []):
+                print(f"note: {path}: {note}", file=sys.stderr)
+            return imported.weights, imported.config, imported.data, imported.identifiers
         eng = state.get("engine") if isinstance(state, dict) else None
         if not isinstance(eng, dict) or not isinstance(eng.get("model"), dict) or "config" not in state:
             raise CheckpointError(f"{path}: not a trm training checkpoint (no config/engine state)")

@@ -78,7 +78,8 @@ def _export(args) -> None:
         solver.save_pretrained(out)
         print(f"exported {args.checkpoint} -> {out}")
         return
-    state, config = from_trm(solver.model.state_dict(), solver.config, solver.trained_dtype)
+    trained = solver.trained_dtype if solver.trained_dtype in ("bfloat16", "float32") else "bfloat16"  # auto
+    state, config = from_trm(solver.model.state_dict(), solver.config, trained)
     step = args.step if args.step is not None else _last_step(Path(args.checkpoint))
     import torch
     atomic_write_bytes(out / f"step_{step}", lambda tmp: torch.save(state, tmp))

@@ -76,17 +76,20 @@ def is_foreign(path: str | Path) -> bool:
 
 def read(path: str | Path, fmt: str = "auto", *, data_dir: str | Path | None = None,
          identifiers: str | Path | None = None, config_file: str | Path | None = None, weights: str = "ema",
-         seq_len: int | None = None, task: str | None = None) -> Imported:
+         seq_len: int | None = None, task: str | None = None, loaded: Any = None) -> Imported:
     """Read a foreign checkpoint as a trm model. ``data_dir``: the dataset (its sequence length, task and grid
     shape); ``identifiers``: an ``identifiers.json`` (or a dataset directory) naming the puzzle table's rows;
     ``config_file``: the official ``all_config.yaml`` when it is not beside the file; ``seq_len`` / ``task``:
-    hints for a model whose weights do not record the sequence length (attention with rotary positions)."""
+    hints for a model whose weights do not record the sequence length (attention with rotary positions);
+    ``loaded``: the file's contents when the caller has read it already."""
     from trm.io import load_checkpoint
     from trm.interop import nano_trm, official
+    if Path(path).is_dir() and not is_foreign(path):
+        raise CheckpointError(f"{path}: a trm run or export already; trm eval / solve / export read it directly")
     fmt, file = find_file(Path(path), fmt)
     if weights not in ("ema", "raw"):
         raise ConfigError(f"--weights {weights!r} is not one of ema, raw")
-    obj = load_checkpoint(file, map_location="cpu")
+    obj = loaded if loaded is not None else load_checkpoint(file, map_location="cpu")
     notes: list[str] = []
     if isinstance(obj, dict) and "engine" in obj and "config" in obj:
         raise CheckpointError(f"{file}: a trm training checkpoint; trm eval / solve / export read it directly")
