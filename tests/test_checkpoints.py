@@ -329,6 +329,8 @@ def test_trm_eval_takes_a_nano_trm_checkpoint_and_import_writes_an_export(sudoku
     code, out, err = run_cli(capsys, "eval", str(path), "--data", str(sudoku4_dir), "--max-examples", "10")
     assert code == 0, err
     assert "EMA weights" in err
+    code, out, err = run_cli(capsys, "solve", "sudoku", "1...|....|....|...2", "--checkpoint", str(path))
+    assert code in (0, 3) and "Traceback" not in err and len(out.strip().splitlines()) >= 4, err
     code, out, err = run_cli(capsys, "import", str(tmp_path / "nano"), "--out", str(tmp_path / "m"),
                              "--data", str(sudoku4_dir))
     assert code == 0, err
