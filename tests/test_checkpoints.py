@@ -569,3 +569,14 @@ def test_export_refuses_what_no_official_model_file_computes(tmp_path, capsys, c
     code, out, err = run_cli(capsys, "export", str(tmp_path / "m"), "--out", str(tmp_path / "official"))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "official").exists()
+
+
+def test_import_takes_the_names_from_an_identifiers_file(sudoku4_dir, tmp_path, capsys):
+    names = _arc_like_names(6)
+    (tmp_path / "names.json").write_text(json.dumps(names))
+    step = write_official(tmp_path / "ckpt", mlp=True, pos="none", ids=6)
+    code, out, err = run_cli(capsys, "import", str(step), "--out", str(tmp_path / "m"), "--data", str(sudoku4_dir),
+                             "--identifiers", str(tmp_path / "names.json"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "m" / "identifiers.json").read_text()) == names
+    assert "puzzle rows 6 (6 names)" in out

@@ -393,7 +393,8 @@ def validate_set(ps: PuzzleSet, meta: DatasetMetadata, where: str = "") -> None:
 
 
 def load_identifiers(data_dir: str | Path) -> list[str]:
-    path = Path(data_dir) / "identifiers.json"
+    """The puzzle names of a dataset directory (its identifiers.json), or of such a file given directly."""
+    path = Path(data_dir) / "identifiers.json" if Path(data_dir).is_dir() else Path(data_dir)
     if not path.is_file():
         raise DatasetError(f"{path}: missing")
     try:

@@ -203,25 +203,19 @@ def _check_weights(mapped: dict[str, torch.Tensor], cfg: Config, layout: Layout,
 
 
 def _identifiers(source: str | Path | None, cfg: Config, file: Path) -> list[str] | None:
-    """The puzzle table's row names from ``source`` (or the training dataset the config names, when it is
-    on this disk); their count must be the table's."""
+    """The puzzle table's row names: ``source`` (identifiers.json or its dataset directory), else the
+    training dataset the config names when it is on this disk; their count must be the table's."""
     from trm.data.format import load_identifiers
+    if source is None and cfg.data.path and (Path(cfg.data.path) / "identifiers.json").is_file():
+        source = cfg.data.path
+    if source is None:
+        return None
+    names = load_identifiers(source)
     rows = cfg.model.num_puzzle_ids if cfg.model.puzzle_emb_dim else 0
-    candidates = [Path(source)] if source else (
-        [Path(cfg.data.path)] if cfg.data.path and (Path(cfg.data.path) / "identifiers.json").is_file() else [])
-    for path in candidates:
-        names = load_identifiers(path if path.is_dir() else path.parent) if path.name != "identifiers.json" \
-            or path.is_dir() else _read_names(path)
-        if rows and len(names) != rows:
-            raise CheckpointError(f"{path}: names {len(names)} puzzle identifiers, the checkpoint's puzzle table "
-                                  f"has {rows} rows: not the dataset {file.name} was trained on")
-        return names
-    return None
-
-
-def _read_names(path: Path) -> list[str]:
-    from trm.data.format import load_identifiers
-    return load_identifiers(path.parent) if path.name == "identifiers.json" else json.loads(path.read_text())
+    if rows and len(names) != rows:
+        raise CheckpointError(f"{source}: names {len(names)} puzzle identifiers, the checkpoint's puzzle table "
+                              f"has {rows} rows: not the dataset {file.name} was trained on")
+    return names
 
 
 def write_export(imported: Imported, out: str | Path, force: bool = False) -> Path:
