@@ -580,3 +580,13 @@ def test_import_takes_the_names_from_an_identifiers_file(sudoku4_dir, tmp_path, 
     assert code == 0, err
     assert json.loads((tmp_path / "m" / "identifiers.json").read_text()) == names
     assert "puzzle rows 6 (6 names)" in out
+
+
+def test_written_files_get_the_usual_mode(sudoku4_dir, tmp_path, capsys):
+    """An export is readable by others as any file the user writes (safetensors used to leave 0600)."""
+    step = write_official(tmp_path / "ckpt", mlp=True, pos="none")
+    assert run_cli(capsys, "import", str(step), "--out", str(tmp_path / "m"), "--data", str(sudoku4_dir))[0] == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.safetensors", "config.json", "identifiers.json"):
+        assert (tmp_path / "m" / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

@@ -44,9 +44,9 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[str], Any]) -> 
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)    # mkstemp makes 0600; the final file gets the usual mode
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)    # mkstemp makes 0600 (and safetensors rewrites the file so): the usual mode
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

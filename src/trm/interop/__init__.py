@@ -183,7 +183,8 @@ def _check_weights(mapped: dict[str, torch.Tensor], cfg: Config, layout: Layout,
     """The weights as fp32, checked key by key and shape by shape against the model the config builds."""
     from trm.model.recursive import RecursiveReasoner
     try:
-        expected = RecursiveReasoner(cfg.model).state_dict()
+        with torch.device("meta"):             # shapes only: no memory for the (ARC: 1.8 GB) puzzle table
+            expected = RecursiveReasoner(cfg.model).state_dict()
     except (ValueError, RuntimeError, TRMError) as e:
         raise CheckpointError(f"{file}: cannot build the model its config describes ({e})") from None
     missing = [layout.from_trm(k) or k for k in expected if k not in mapped]
