@@ -502,20 +502,21 @@ def _read_source(path: Path, data_dir: str | Path | None, task: str | None
     from trm.io import load_checkpoint, read_export
     if path.is_dir() and (path / "model" / "model.safetensors").is_file():
         path = path / "model"
-    if is_foreign(path):
-        imported = read(path, data_dir=data_dir, task=task)
+
+    def foreign(loaded: Any = None):
+        imported = read(path, data_dir=data_dir, task=task, loaded=loaded)
         for note in imported.source.get("notes", []):
             print(f"note: {path}: {note}", file=sys.stderr)
         return imported.weights, imported.config, imported.data, imported.identifiers
+
+    if is_foreign(path):
+        return foreign()
     names: list[str] | None = None
     if path.suffix == ".pt" or (path.is_dir() and (path / "checkpoints" / "last.pt").is_file()
                                 and not (path / "model.safetensors").is_file()):
         state = load_checkpoint(path, map_location="cpu")
         if path.is_file() and not (isinstance(state, dict) and ("engine" in state or "config" in state)):
-            imported = read(path, data_dir=data_dir, task=task, loaded=state)   # e.g. official_step_N.pt
-            for note in imported.source.get("notes", []):
-                print(f"note: {path}: {note}", file=sys.stderr)
-            return imported.weights, imported.config, imported.data, imported.identifiers
+            return foreign(loaded=state)        # another implementation's file under a .pt name
         eng = state.get("engine") if isinstance(state, dict) else None
         if not isinstance(eng, dict) or not isinstance(eng.get("model"), dict) or "config" not in state:
             raise CheckpointError(f"{path}: not a trm training checkpoint (no config/engine state)")
