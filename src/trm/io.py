@@ -210,13 +210,17 @@ def _first_line(e: BaseException) -> str:
 # ----------------------------------------------------------------------------------------------
 # Export: safetensors + config.json
 
-def export_weights(out_dir: str | Path, state_dict: dict[str, torch.Tensor], config: dict) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` atomically into ``out_dir``."""
+def export_weights(out_dir: str | Path, state_dict: dict[str, torch.Tensor], config: dict,
+                   identifiers: list[str] | None = None) -> Path:
+    """Write ``model.safetensors``, ``config.json`` and, when given, ``identifiers.json`` (the names of the
+    puzzle table's rows, so that a dataset can be matched to them by name) atomically into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     atomic_write_bytes(out_dir / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     atomic_write_text(out_dir / "config.json", json.dumps(config, indent=2))
+    if identifiers is not None:
+        atomic_write_text(out_dir / "identifiers.json", json.dumps(identifiers))
     return out_dir
 
 

@@ -10,7 +10,6 @@ submission file, report.md). ``trm train`` and the library's ``trm.pipeline.trai
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,10 @@ import torch
 import torch.distributed as dist
 
 from trm.config import Config
-from trm.data.format import load_set, read_metadata
+from trm.data.format import load_identifiers, load_set, read_metadata
 from trm.errors import ConfigError, DatasetError
 from trm.eval.evaluate import evaluate
-from trm.io import atomic_write_bytes, atomic_write_text, export_weights
+from trm.io import atomic_write_text, export_weights
 from trm.model.recursive import RecursiveReasoner
 from trm.tasks import build_dataset, get
 from trm.train import run as training
@@ -78,10 +77,9 @@ def write_outputs(cfg: Config, result: RunResult) -> None:
     from trm.report import draw_run_pictures, write_report
     run, data, model, res = result.run_dir, result.data, result.model, result.evaluation
     assert data is not None and model is not None and result.final_metrics is not None
-    export_weights(run / "model", model.state_dict(), export_config(cfg, data.train_meta))
-    names = Path(data.path) / "identifiers.json"
-    if model.puzzle_emb is not None and names.is_file():     # the rows' names: eval on another build matches them
-        atomic_write_bytes(run / "model" / "identifiers.json", lambda tmp: shutil.copyfile(names, tmp))
+    names = (load_identifiers(data.path) if model.puzzle_emb is not None
+             and (Path(data.path) / "identifiers.json").is_file() else None)   # eval on another build matches them
+    export_weights(run / "model", model.state_dict(), export_config(cfg, data.train_meta), names)
     pictures = draw_run_pictures(run, model, data.test, data.test_meta, res, cfg.eval.report_puzzles)
     task = get(data.test_meta.task)
     if task.submission:

@@ -27,7 +27,6 @@ that breaks a rule: such a row keeps refining until its answer passes or it reac
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,18 +101,15 @@ class Solver:
         return f"precision: {self.precision}{trained}"
 
     def save_pretrained(self, out_dir: str | Path) -> Path:
-        """Write ``model.safetensors`` (all weights and buffers) and ``config.json`` (the resolved config and
-        the dataset facts a solver needs) into ``out_dir``; loadable with no training state."""
+        """Write ``model.safetensors`` (all weights and buffers), ``config.json`` (the resolved config and
+        the dataset facts a solver needs) and ``identifiers.json`` when the puzzle names are known into
+        ``out_dir``; loadable with no training state."""
         from trm import __version__
         from trm.io import export_weights
         saved = self.config.to_dict()
         saved["model"]["forward_dtype"] = self.trained_dtype      # the training precision, not this session's
         config = {"trm_version": __version__, "config": saved, "data": self.data}
-        out = export_weights(out_dir, self.model.state_dict(), config)
-        if self.identifiers is not None:
-            from trm.io import atomic_write_text
-            atomic_write_text(out / "identifiers.json", json.dumps(self.identifiers))
-        return out
+        return export_weights(out_dir, self.model.state_dict(), config, self.identifiers)
 
     def fit_puzzle_table(self, names: list[str], used: "Sequence[int] | np.ndarray | None" = None,
                          where: str = "the dataset") -> str:

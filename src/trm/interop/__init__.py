@@ -14,7 +14,6 @@ as a trm export (:func:`write_export`). Files are loaded with ``weights_only=Tru
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,14 +221,11 @@ def _identifiers(source: str | Path | None, cfg: Config, file: Path) -> list[str
 def write_export(imported: Imported, out: str | Path, force: bool = False) -> Path:
     """A trm export directory (model.safetensors, config.json, identifiers.json when known)."""
     from trm import __version__
-    from trm.io import atomic_write_text, export_weights
+    from trm.io import export_weights
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force \
             and not (out / "model.safetensors").is_file():
         raise CheckpointError(f"{out}: exists and is not a trm export; choose another --out or remove it")
     config = {"trm_version": __version__, "config": imported.config.to_dict(), "data": imported.data,
               "source": imported.source}
-    export_weights(out, imported.weights, config)
-    if imported.identifiers is not None:
-        atomic_write_text(out / "identifiers.json", json.dumps(imported.identifiers))
-    return out
+    return export_weights(out, imported.weights, config, imported.identifiers)

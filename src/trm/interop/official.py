@@ -129,7 +129,7 @@ def _train_recipe(cfg: Config, raw: dict[str, Any], loss_type: str) -> None:
 # Export
 
 def exportable(m: ModelConfig) -> str:
-    """'trm' or 'hrm': the official model file that computes ``m``; a ConfigError-like message otherwise."""
+    """'trm' or 'hrm': the official model file that computes ``m``; CheckpointError when none does."""
     if m.recursion != "recursive" or m.latents != "yz":
         raise CheckpointError(f"no official model file computes recursion={m.recursion}, latents={m.latents} "
                               "as trm does (see docs/CHECKPOINTS.md)")
